@@ -1,0 +1,4 @@
+//! SCIM protocol pieces that know nothing of tenants or stores.
+pub mod filter;
+pub mod patch;
+pub mod schema;
