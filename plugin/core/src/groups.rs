@@ -1,1 +1,463 @@
-//! (being written)
+//! SCIM Groups of one tenant. Members are not part of the group record: each membership is
+//! its own key (plus the group's member list and the user's group set), so adding or removing
+//! one member costs the same few reads and writes whatever the group's size.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{ScimError, ScimResult};
+use crate::index;
+use crate::keys::{self, Index, List};
+use crate::scim::filter::{self, Filter};
+use crate::scim::patch::{self, MemberChange};
+use crate::scim::schema::{self, ResourceKind};
+use crate::store::{get_json, put_json, Condition, Store, StoreError, Version};
+use crate::users::{self, comp_str, etag, paginate, Page, Scope};
+use crate::{list, time, Env};
+
+const RETRIES: usize = 8;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRecord {
+    pub id: String,
+    pub created: String,
+    pub last_modified: String,
+    pub version: u64,
+    /// SCIM attributes without id, meta, schemas and members.
+    pub attributes: Map<String, Value>,
+}
+
+impl GroupRecord {
+    fn display_name(&self) -> Option<&str> {
+        self.attributes.get("displayName").and_then(Value::as_str)
+    }
+    fn external_id(&self) -> Option<&str> {
+        self.attributes.get("externalId").and_then(Value::as_str)
+    }
+
+    /// The SCIM representation; `members` is added by the caller when wanted.
+    pub fn render(&self, base: &str, members: Option<&[String]>) -> Value {
+        let mut obj = Map::new();
+        let schemas: Vec<Value> =
+            schema::schemas_for(ResourceKind::Group, &self.attributes).into_iter().map(Value::from).collect();
+        obj.insert("schemas".into(), Value::Array(schemas));
+        obj.insert("id".into(), Value::from(self.id.clone()));
+        for (k, v) in &self.attributes {
+            obj.insert(k.clone(), v.clone());
+        }
+        if let Some(m) = members {
+            let m: Vec<Value> = m
+                .iter()
+                .map(|u| serde_json::json!({"value": u, "$ref": format!("{base}/Users/{u}"), "type": "User"}))
+                .collect();
+            obj.insert("members".into(), Value::Array(m));
+        }
+        obj.insert(
+            "meta".into(),
+            serde_json::json!({
+                "resourceType": "Group",
+                "created": self.created,
+                "lastModified": self.last_modified,
+                "version": etag(self.version),
+                "location": format!("{base}/Groups/{}", self.id),
+            }),
+        );
+        Value::Object(obj)
+    }
+}
+
+fn not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("Group {id:?} not found"))
+}
+
+async fn load<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<Option<(GroupRecord, Version)>> {
+    if !keys::valid_id(id) {
+        return Ok(None);
+    }
+    get_json(env.store, &keys::group(t, id)).await
+}
+
+/// Member ids of a body's `members` attribute (POST/PUT).
+fn body_members(body: &Value) -> ScimResult<Vec<String>> {
+    let Some(obj) = body.as_object() else { return Ok(vec![]) };
+    let Some(m) = obj.iter().find(|(k, _)| k.eq_ignore_ascii_case("members")).map(|(_, v)| v) else {
+        return Ok(vec![]);
+    };
+    match m {
+        Value::Null => Ok(vec![]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| {
+                let v = match i {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => {
+                        o.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).and_then(|(_, v)| v.as_str()).map(str::to_owned)
+                    }
+                    _ => None,
+                };
+                v.ok_or_else(|| ScimError::invalid_value("each member must be an object with a string \"value\""))
+            })
+            .collect(),
+        _ => Err(ScimError::invalid_value("\"members\" must be an array of {\"value\": \"<user id>\"}")),
+    }
+}
+
+/// Checks that every id names a user of this tenant, before anything is written.
+async fn check_members<S: Store>(env: &Env<'_, S>, t: &str, ids: &[String]) -> ScimResult<()> {
+    for id in ids {
+        if users::load(env, t, id).await?.is_none() {
+            return Err(ScimError::invalid_value(format!(
+                "member {id:?} is not a user of this tenant (only users can be members)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    body: &Value,
+) -> ScimResult<(GroupRecord, Vec<String>)> {
+    let mut attrs = schema::normalize(ResourceKind::Group, body)?;
+    attrs.remove("members");
+    let members = dedup(body_members(body)?);
+    let t = scope.tenant;
+    check_members(env, t, &members).await?;
+    let id = crate::tenants::random_hex(env, 16)?;
+    let now = time::rfc3339(env.clock.now_millis());
+    let rec = GroupRecord { id: id.clone(), created: now.clone(), last_modified: now, version: 1, attributes: attrs };
+    let name = rec.display_name().unwrap_or_default().to_owned();
+    index::claim(env, t, Index::GroupName, &name, &id).await?;
+    if let Some(ext) = rec.external_id().map(str::to_owned) {
+        if let Err(e) = index::claim(env, t, Index::GroupExternalId, &ext, &id).await {
+            let _ = index::release(env, t, Index::GroupName, &name, &id).await;
+            return Err(e);
+        }
+    }
+    let written = async {
+        put_json(env.store, &keys::group(t, &id), &rec, Condition::Absent).await?;
+        list::push(env, t, &List::Groups, std::slice::from_ref(&id)).await
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = env.store.delete(&keys::group(t, &id), Condition::Any).await;
+        let _ = index::release(env, t, Index::GroupName, &name, &id).await;
+        if let Some(ext) = rec.external_id() {
+            let _ = index::release(env, t, Index::GroupExternalId, ext, &id).await;
+        }
+        return Err(e);
+    }
+    add_members(env, t, &id, &members).await?;
+    Ok((rec, members))
+}
+
+pub async fn get<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    id: &str,
+    with_members: bool,
+) -> ScimResult<Value> {
+    let Some((rec, _)) = load(env, scope.tenant, id).await? else { return Err(not_found(id)) };
+    let members = if with_members { Some(members(env, scope.tenant, id).await?) } else { None };
+    Ok(rec.render(scope.base, members.as_deref()))
+}
+
+pub async fn members<S: Store>(env: &Env<'_, S>, t: &str, gid: &str) -> ScimResult<Vec<String>> {
+    list::all(env, t, &List::Members(gid.to_owned())).await
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+    v
+}
+
+/// Adds members; ids that already are members are skipped (Entra repeats adds).
+async fn add_members<S: Store>(env: &Env<'_, S>, t: &str, gid: &str, uids: &[String]) -> ScimResult<()> {
+    let mut added = Vec::new();
+    for uid in uids {
+        match env.store.put(&keys::membership(t, gid, uid), b"1", Condition::Absent).await {
+            Ok(_) => added.push(uid.clone()),
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    list::push(env, t, &List::Members(gid.to_owned()), &added).await?;
+    for uid in &added {
+        update_user_groups(env, t, uid, |g| {
+            if !g.iter().any(|x| x == gid) {
+                g.push(gid.to_owned());
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn remove_members<S: Store>(env: &Env<'_, S>, t: &str, gid: &str, uids: &[String]) -> ScimResult<()> {
+    let mut removed = Vec::new();
+    for uid in uids {
+        let key = keys::membership(t, gid, uid);
+        if env.store.get(&key).await?.is_some() {
+            env.store.delete(&key, Condition::Any).await?;
+            removed.push(uid.clone());
+        }
+    }
+    list::remove(env, t, &List::Members(gid.to_owned()), &removed).await?;
+    for uid in &removed {
+        update_user_groups(env, t, uid, |g| g.retain(|x| x != gid)).await?;
+    }
+    Ok(())
+}
+
+/// Read-modify-write of a user's group set, retried on concurrent changes.
+async fn update_user_groups<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    uid: &str,
+    change: impl Fn(&mut Vec<String>),
+) -> ScimResult<()> {
+    let key = keys::user_groups(t, uid);
+    for _ in 0..RETRIES {
+        let (mut groups, cond) = match get_json::<S, Vec<String>>(env.store, &key).await? {
+            Some((g, v)) => (g, Condition::Version(v)),
+            None => (Vec::new(), Condition::Absent),
+        };
+        change(&mut groups);
+        let res = if groups.is_empty() {
+            match cond {
+                Condition::Absent => return Ok(()),
+                c => env.store.delete(&key, c).await,
+            }
+        } else {
+            put_json(env.store, &key, &groups, cond).await.map(|_| ())
+        };
+        match res {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Removes a user from every group it belongs to (hard delete of the user).
+pub async fn remove_user_everywhere<S: Store>(env: &Env<'_, S>, t: &str, uid: &str) -> ScimResult<()> {
+    let key = keys::user_groups(t, uid);
+    let groups = get_json::<S, Vec<String>>(env.store, &key).await?.map(|(g, _)| g).unwrap_or_default();
+    for gid in groups {
+        env.store.delete(&keys::membership(t, &gid, uid), Condition::Any).await?;
+        list::remove(env, t, &List::Members(gid.clone()), std::slice::from_ref(&uid.to_owned())).await?;
+    }
+    env.store.delete(&key, Condition::Any).await?;
+    Ok(())
+}
+
+/// Writes new attributes (moving index entries), retried on concurrent changes.
+async fn update<S, F>(env: &Env<'_, S>, t: &str, id: &str, make: F) -> ScimResult<GroupRecord>
+where
+    S: Store,
+    F: Fn(&GroupRecord) -> ScimResult<Map<String, Value>>,
+{
+    for _ in 0..RETRIES {
+        let Some((old, ver)) = load(env, t, id).await? else { return Err(not_found(id)) };
+        let attrs = make(&old)?;
+        if attrs == old.attributes {
+            return Ok(old);
+        }
+        let rec = GroupRecord {
+            attributes: attrs,
+            last_modified: time::rfc3339(env.clock.now_millis()),
+            version: old.version + 1,
+            ..old.clone()
+        };
+        if rec.display_name().is_none_or(str::is_empty) {
+            return Err(ScimError::invalid_value("displayName is required and cannot be removed"));
+        }
+        let names = index::begin_move(env, t, Index::GroupName, old.display_name(), rec.display_name(), id).await?;
+        let exts =
+            match index::begin_move(env, t, Index::GroupExternalId, old.external_id(), rec.external_id(), id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    names.abort(env, t, id).await;
+                    return Err(e);
+                }
+            };
+        match put_json(env.store, &keys::group(t, id), &rec, Condition::Version(ver)).await {
+            Ok(_) => {
+                names.commit(env, t, id).await?;
+                exts.commit(env, t, id).await?;
+                return Ok(rec);
+            }
+            Err(e) => {
+                names.abort(env, t, id).await;
+                exts.abort(env, t, id).await;
+                if e != StoreError::Conflict {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// PATCH: attribute ops on the record, member ops on the membership keys. Answers 204.
+pub async fn patch<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body: &Value) -> ScimResult<()> {
+    let t = scope.tenant;
+    let ops = patch::parse_request(body)?;
+    let (attr_ops, changes) = patch::split_members(ops)?;
+    if load(env, t, id).await?.is_none() {
+        return Err(not_found(id));
+    }
+    for c in &changes {
+        if let MemberChange::Add(ids) | MemberChange::Replace(ids) = c {
+            check_members(env, t, ids).await?;
+        }
+    }
+    if !attr_ops.is_empty() {
+        update(env, t, id, |old| {
+            let mut attrs = old.attributes.clone();
+            patch::apply(ResourceKind::Group, &mut attrs, &attr_ops)?;
+            attrs.remove("members");
+            Ok(attrs)
+        })
+        .await?;
+    }
+    for c in changes {
+        match c {
+            MemberChange::Add(ids) => add_members(env, t, id, &dedup(ids)).await?,
+            MemberChange::Remove(ids) => remove_members(env, t, id, &dedup(ids)).await?,
+            MemberChange::RemoveAll => {
+                let all = members(env, t, id).await?;
+                remove_members(env, t, id, &all).await?;
+            }
+            MemberChange::Replace(ids) => replace_members(env, t, id, dedup(ids)).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn replace_members<S: Store>(env: &Env<'_, S>, t: &str, id: &str, ids: Vec<String>) -> ScimResult<()> {
+    let current = members(env, t, id).await?;
+    let gone: Vec<String> = current.iter().filter(|m| !ids.contains(m)).cloned().collect();
+    let new: Vec<String> = ids.into_iter().filter(|m| !current.contains(m)).collect();
+    remove_members(env, t, id, &gone).await?;
+    add_members(env, t, id, &new).await
+}
+
+/// PUT: replaces attributes and the member list.
+pub async fn replace<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    id: &str,
+    body: &Value,
+) -> ScimResult<(GroupRecord, Vec<String>)> {
+    let t = scope.tenant;
+    let mut attrs = schema::normalize(ResourceKind::Group, body)?;
+    attrs.remove("members");
+    let new_members = dedup(body_members(body)?);
+    if load(env, t, id).await?.is_none() {
+        return Err(not_found(id));
+    }
+    check_members(env, t, &new_members).await?;
+    let rec = update(env, t, id, |_| Ok(attrs.clone())).await?;
+    replace_members(env, t, id, new_members.clone()).await?;
+    Ok((rec, new_members))
+}
+
+pub async fn delete<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<()> {
+    let t = scope.tenant;
+    let Some((rec, _)) = load(env, t, id).await? else { return Err(not_found(id)) };
+    let list_key = List::Members(id.to_owned());
+    for uid in list::all(env, t, &list_key).await? {
+        env.store.delete(&keys::membership(t, id, &uid), Condition::Any).await?;
+        update_user_groups(env, t, &uid, |g| g.retain(|x| x != id)).await?;
+    }
+    list::clear(env, t, &list_key).await?;
+    list::remove(env, t, &List::Groups, std::slice::from_ref(&rec.id)).await?;
+    env.store.delete(&keys::group(t, id), Condition::Any).await?;
+    if let Some(n) = rec.display_name() {
+        index::release(env, t, Index::GroupName, n, id).await?;
+    }
+    if let Some(x) = rec.external_id() {
+        index::release(env, t, Index::GroupExternalId, x, id).await?;
+    }
+    Ok(())
+}
+
+fn case_exact(p: &filter::AttrPath) -> bool {
+    schema::case_exact(ResourceKind::Group, p)
+}
+
+/// GET /Groups. `displayName`, `externalId` and `id` equalities use the indexes; a filter on
+/// `members` is answered from the membership keys of the ids it names, never by loading
+/// member lists. List responses carry `members` only when `with_members` (asked for by
+/// `attributes=members`), since a page of large groups would be unbounded.
+pub async fn query<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    filter: Option<&Filter>,
+    start: u64,
+    count: u64,
+    with_members: bool,
+) -> ScimResult<Page> {
+    let t = scope.tenant;
+    let ids = match filter {
+        None => {
+            let total = list::len(env, t, &List::Groups).await?;
+            let mut resources = Vec::new();
+            for id in list::page(env, t, &List::Groups, start, count).await? {
+                if let Some((r, _)) = load(env, t, &id).await? {
+                    let m = if with_members { Some(members(env, t, &id).await?) } else { None };
+                    resources.push(r.render(scope.base, m.as_deref()));
+                }
+            }
+            return Ok(Page { total, resources });
+        }
+        Some(f) => match indexed_candidate(env, t, f).await? {
+            Some(c) => c,
+            None => list::all(env, t, &List::Groups).await?,
+        },
+    };
+    let Some(f) = filter else { return Ok(Page { total: 0, resources: vec![] }) };
+    let probes: Vec<String> = filter::compared_values(f, "members").into_iter().filter_map(comp_str).collect();
+    let mut matched = Vec::new();
+    for id in ids {
+        let Some((r, _)) = load(env, t, &id).await? else { continue };
+        // Only the members the filter asks about, from their membership keys.
+        let mut probe_hits = Vec::new();
+        for uid in &probes {
+            if keys::valid_id(uid) && env.store.get(&keys::membership(t, &id, uid)).await?.is_some() {
+                probe_hits.push(uid.to_owned());
+            }
+        }
+        let v = r.render(scope.base, Some(&probe_hits));
+        if filter::matches(f, &v, &case_exact) {
+            let m = if with_members { Some(members(env, t, &id).await?) } else { None };
+            matched.push(r.render(scope.base, m.as_deref()));
+        }
+    }
+    Ok(paginate(matched, start, count))
+}
+
+async fn indexed_candidate<S: Store>(env: &Env<'_, S>, t: &str, f: &Filter) -> ScimResult<Option<Vec<String>>> {
+    for (path, value) in filter::required_equalities(f) {
+        if path.sub.is_some() || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(schema::GROUP_SCHEMA)) {
+            continue;
+        }
+        let Some(v) = comp_str(value) else { continue };
+        let ix = if path.name.eq_ignore_ascii_case("id") {
+            return Ok(Some(if keys::valid_id(&v) { vec![v] } else { vec![] }));
+        } else if path.name.eq_ignore_ascii_case("displayName") {
+            Index::GroupName
+        } else if path.name.eq_ignore_ascii_case("externalId") {
+            Index::GroupExternalId
+        } else {
+            continue;
+        };
+        return Ok(Some(index::lookup(env, t, ix, &v).await?.into_iter().collect()));
+    }
+    Ok(None)
+}

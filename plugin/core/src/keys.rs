@@ -2,8 +2,7 @@
 //!
 //! ```text
 //! v1/tenant/{tenant}                         tenant: name, plan, current SCIM connection id
-//! v1/conn/{conn}                             SCIM connection: tenant, SHA-256 of the token, createdAt
-//! v1/conn/{conn}/used                        lastUsedAt of the connection (written at most once a minute)
+//! v1/conn/{conn}                             SCIM connection: tenant, SHA-256 of the token, createdAt, lastUsedAt
 //! v1/t/{tenant}/u/{id}                       user record (state, role, SCIM resource, meta)
 //! v1/t/{tenant}/g/{id}                       group record (SCIM resource without members, meta)
 //! v1/t/{tenant}/ix/{index}/{value}           unique index → resource id
@@ -66,9 +65,6 @@ pub fn tenant(t: &str) -> String {
 }
 pub fn connection(conn: &str) -> String {
     format!("v1/conn/{conn}")
-}
-pub fn connection_used(conn: &str) -> String {
-    format!("v1/conn/{conn}/used")
 }
 pub fn user(t: &str, id: &str) -> String {
     format!("v1/t/{t}/u/{id}")

@@ -1,1 +1,151 @@
-//! (being written)
+//! Method-independent routing: which resource a path names. Paths are matched on segments;
+//! SCIM endpoint names are matched case-insensitively (clients differ), ids exactly.
+
+/// What a request path addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `/scim/v2/{connection}/…`
+    Scim { connection: &'a str, endpoint: ScimEndpoint<'a> },
+    /// `/admin/v1/…`
+    Admin(AdminEndpoint<'a>),
+    /// Not ours.
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScimEndpoint<'a> {
+    Users,
+    User(&'a str),
+    Groups,
+    Group(&'a str),
+    ServiceProviderConfig,
+    Schemas,
+    Schema(String),
+    ResourceTypes,
+    ResourceType(&'a str),
+    /// A path under the connection that names nothing (e.g. `/Bulk`, `/Me`).
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminEndpoint<'a> {
+    Tenant(&'a str),
+    ScimConnection(&'a str),
+    Unknown,
+}
+
+/// The path prefix every SCIM URL starts with.
+pub const SCIM_PREFIX: &str = "/scim/v2/";
+pub const ADMIN_PREFIX: &str = "/admin/v1/";
+
+pub fn route(path: &str) -> Route<'_> {
+    if let Some(rest) = path.strip_prefix(SCIM_PREFIX) {
+        let mut parts = rest.trim_end_matches('/').split('/');
+        let connection = parts.next().unwrap_or_default();
+        let segs: Vec<&str> = parts.collect();
+        let endpoint = match segs.as_slice() {
+            [e] if e.eq_ignore_ascii_case("Users") => ScimEndpoint::Users,
+            [e, id] if e.eq_ignore_ascii_case("Users") => ScimEndpoint::User(id),
+            [e] if e.eq_ignore_ascii_case("Groups") => ScimEndpoint::Groups,
+            [e, id] if e.eq_ignore_ascii_case("Groups") => ScimEndpoint::Group(id),
+            [e] if e.eq_ignore_ascii_case("ServiceProviderConfig") => ScimEndpoint::ServiceProviderConfig,
+            [e] if e.eq_ignore_ascii_case("Schemas") => ScimEndpoint::Schemas,
+            [e, id] if e.eq_ignore_ascii_case("Schemas") => ScimEndpoint::Schema(percent_decode(id)),
+            [e] if e.eq_ignore_ascii_case("ResourceTypes") => ScimEndpoint::ResourceTypes,
+            [e, id] if e.eq_ignore_ascii_case("ResourceTypes") => ScimEndpoint::ResourceType(id),
+            _ => ScimEndpoint::Unknown,
+        };
+        return Route::Scim { connection, endpoint };
+    }
+    if let Some(rest) = path.strip_prefix(ADMIN_PREFIX) {
+        let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        let endpoint = match segs.as_slice() {
+            ["tenants", t] => AdminEndpoint::Tenant(t),
+            ["tenants", t, "scim"] => AdminEndpoint::ScimConnection(t),
+            _ => AdminEndpoint::Unknown,
+        };
+        return Route::Admin(endpoint);
+    }
+    if path == "/admin/v1" || path == "/scim/v2" {
+        return Route::Admin(AdminEndpoint::Unknown);
+    }
+    Route::Other
+}
+
+/// Decodes `%XX` escapes (and `+` as space when `plus_is_space`); invalid escapes stay as
+/// they are, invalid UTF-8 is replaced.
+pub fn percent_decode_with(s: &str, plus_is_space: bool) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = bytes.get(i + 1).and_then(|c| (*c as char).to_digit(16));
+            let lo = bytes.get(i + 2).and_then(|c| (*c as char).to_digit(16));
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if plus_is_space && b == b'+' { b' ' } else { b });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_decode_with(s, false)
+}
+
+/// Query parameters, decoded. Keys keep their case; lookups are case-insensitive.
+pub fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode_with(k, true), percent_decode_with(v, true))
+        })
+        .collect()
+}
+
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let c = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            route(&format!("/scim/v2/{c}/Users")),
+            Route::Scim { connection: c, endpoint: ScimEndpoint::Users }
+        );
+        assert_eq!(
+            route(&format!("/scim/v2/{c}/users/abc/")),
+            Route::Scim { connection: c, endpoint: ScimEndpoint::User("abc") }
+        );
+        assert_eq!(
+            route(&format!("/scim/v2/{c}/Schemas/urn%3Aietf")),
+            Route::Scim { connection: c, endpoint: ScimEndpoint::Schema("urn:ietf".into()) }
+        );
+        assert_eq!(route(&format!("/scim/v2/{c}")), Route::Scim { connection: c, endpoint: ScimEndpoint::Unknown });
+        assert_eq!(route("/admin/v1/tenants/acme/scim"), Route::Admin(AdminEndpoint::ScimConnection("acme")));
+        assert_eq!(route("/admin/v1/tenants/acme"), Route::Admin(AdminEndpoint::Tenant("acme")));
+        assert_eq!(route("/other"), Route::Other);
+    }
+
+    #[test]
+    fn query_decoding() {
+        let p = query_params(Some("filter=userName%20eq%20%22a+b%22&aadOptscim062020&count=5"));
+        assert_eq!(param(&p, "FILTER"), Some("userName eq \"a b\""));
+        assert_eq!(param(&p, "aadoptscim062020"), Some(""));
+        assert_eq!(param(&p, "count"), Some("5"));
+        assert_eq!(percent_decode_with("%zz%4", false), "%zz%4");
+    }
+}

@@ -1,10 +1,310 @@
-//! (being written)
+//! Request dispatch: route → authenticate → resource handlers → response.
+
 use bytes::Bytes;
+use http::{header, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
 
-use crate::{Env, ScimError, Store};
+use crate::error::{ScimError, ScimResult, SCIM_CONTENT_TYPE};
+use crate::router::{self, param, Route, ScimEndpoint};
+use crate::scim::projection::{project, wants};
+use crate::scim::{filter, schema};
+use crate::users::{Page, Scope};
+use crate::{admin, auth, groups, tenants, users, Env, Store};
 
-/// The core's one entry point.
+/// The core's one entry point: every request gets a response, every failure a SCIM error.
 pub async fn handle<S: Store>(req: http::Request<Bytes>, env: &Env<'_, S>) -> http::Response<Bytes> {
-    let _ = (req, env);
-    ScimError::internal("not yet").into_response()
+    match dispatch(&req, env).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch<S: Store>(req: &http::Request<Bytes>, env: &Env<'_, S>) -> ScimResult<http::Response<Bytes>> {
+    let public_base = public_base(req, env);
+    match router::route(req.uri().path()) {
+        Route::Other => Err(ScimError::not_found(
+            "no such endpoint: SCIM is served under /scim/v2/{connection}/ and the admin API under /admin/v1/",
+        )),
+        Route::Admin(endpoint) => admin::handle(endpoint, req, env, &public_base).await,
+        Route::Scim { connection, endpoint } => {
+            let who = tenants::authenticate(env, connection, auth::bearer(req.headers())).await?;
+            let base = admin::scim_url(&public_base, &who.connection);
+            let scope = Scope { tenant: &who.tenant, base: &base };
+            scim(endpoint, req, env, &scope).await
+        }
+    }
+}
+
+/// `scheme://host` the SCIM URLs are built on: configured, else from the request.
+fn public_base<S>(req: &http::Request<Bytes>, env: &Env<'_, S>) -> String {
+    if let Some(b) = &env.config.public_base_url {
+        return b.clone();
+    }
+    let header_str = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let scheme = req
+        .uri()
+        .scheme_str()
+        .or_else(|| header_str("x-forwarded-proto").filter(|p| *p == "https" || *p == "http"))
+        .unwrap_or("http");
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| header_str("host"))
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'@'))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
+pub fn json_body(req: &http::Request<Bytes>) -> ScimResult<Value> {
+    if req.body().is_empty() {
+        return Err(ScimError::invalid_syntax("the request body is empty; a JSON object is required"));
+    }
+    let v: Value = serde_json::from_slice(req.body())
+        .map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ScimError::invalid_syntax("the request body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: &Value) -> http::Response<Bytes> {
+    let mut res = http::Response::new(Bytes::from(body.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> http::Response<Bytes> {
+    response(status, "application/json", body)
+}
+
+fn scim_response(status: StatusCode, body: &Value) -> http::Response<Bytes> {
+    let mut res = response(status, SCIM_CONTENT_TYPE, body);
+    let meta = body.get("meta");
+    if let Some(etag) = meta.and_then(|m| m.get("version")).and_then(Value::as_str) {
+        if let Ok(v) = HeaderValue::from_str(etag) {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+    }
+    if status == StatusCode::CREATED {
+        if let Some(loc) = meta.and_then(|m| m.get("location")).and_then(Value::as_str) {
+            if let Ok(v) = HeaderValue::from_str(loc) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+    }
+    res
+}
+
+fn no_content() -> http::Response<Bytes> {
+    let mut res = http::Response::new(Bytes::new());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res
+}
+
+/// Query parameters of a SCIM request. Unknown ones (Entra's `aadOptscim062020`) are ignored.
+struct Query {
+    params: Vec<(String, String)>,
+}
+
+impl Query {
+    fn get(&self, name: &str) -> Option<&str> {
+        param(&self.params, name)
+    }
+    fn attributes(&self) -> Option<&str> {
+        self.get("attributes")
+    }
+    fn excluded(&self) -> Option<&str> {
+        self.get("excludedAttributes")
+    }
+    fn filter(&self) -> ScimResult<Option<filter::Filter>> {
+        match self.get("filter").map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(f) => filter::parse(f).map(Some).map_err(|e| {
+                ScimError::invalid_filter(format!("invalid filter at offset {}: {}", e.offset, e.message))
+            }),
+        }
+    }
+    /// (0-based start, count), RFC 7644 §3.4.2.4: startIndex < 1 means 1, a negative count
+    /// means 0, and count is clamped to the configured maximum.
+    fn paging<S>(&self, env: &Env<'_, S>) -> ScimResult<(u64, u64)> {
+        let num = |name: &str| -> ScimResult<Option<i64>> {
+            match self.get(name).map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                    ScimError::invalid_value(format!("{name} must be an integer, got {v:?}"))
+                }),
+            }
+        };
+        let start = num("startIndex")?.unwrap_or(1).max(1) as u64 - 1;
+        let max = env.config.max_page_size as u64;
+        let count = num("count")?.map(|c| c.max(0) as u64).unwrap_or(env.config.default_page_size as u64).min(max);
+        Ok((start, count))
+    }
+}
+
+fn list_response(page: Page, start: u64, q: &Query) -> Value {
+    let resources: Vec<Value> = page
+        .resources
+        .into_iter()
+        .map(|mut r| {
+            project(&mut r, q.attributes(), q.excluded());
+            r
+        })
+        .collect();
+    json!({
+        "schemas": [schema::LIST_RESPONSE_SCHEMA],
+        "totalResults": page.total,
+        "startIndex": start + 1,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+fn single(mut resource: Value, q: &Query, status: StatusCode) -> http::Response<Bytes> {
+    project(&mut resource, q.attributes(), q.excluded());
+    scim_response(status, &resource)
+}
+
+async fn scim<S: Store>(
+    endpoint: ScimEndpoint<'_>,
+    req: &http::Request<Bytes>,
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+) -> ScimResult<http::Response<Bytes>> {
+    let q = Query { params: router::query_params(req.uri().query()) };
+    let m = req.method();
+    match endpoint {
+        ScimEndpoint::Users => match *m {
+            Method::GET => {
+                let f = q.filter()?;
+                let (start, count) = q.paging(env)?;
+                let page = users::query(env, scope, f.as_ref(), start, count).await?;
+                Ok(scim_response(StatusCode::OK, &list_response(page, start, &q)))
+            }
+            Method::POST => {
+                let rec = users::create(env, scope, &json_body(req)?).await?;
+                Ok(single(rec.render(scope.base), &q, StatusCode::CREATED))
+            }
+            _ => Err(ScimError::method_not_allowed("GET, POST")),
+        },
+        ScimEndpoint::User(id) => match *m {
+            Method::GET => Ok(single(users::get(env, scope, id).await?.render(scope.base), &q, StatusCode::OK)),
+            Method::PUT => {
+                let rec = users::replace(env, scope, id, &json_body(req)?).await?;
+                Ok(single(rec.render(scope.base), &q, StatusCode::OK))
+            }
+            Method::PATCH => {
+                let rec = users::patch(env, scope, id, &json_body(req)?).await?;
+                Ok(single(rec.render(scope.base), &q, StatusCode::OK))
+            }
+            Method::DELETE => {
+                users::delete(env, scope, id).await?;
+                Ok(no_content())
+            }
+            _ => Err(ScimError::method_not_allowed("GET, PUT, PATCH, DELETE")),
+        },
+        ScimEndpoint::Groups => match *m {
+            Method::GET => {
+                let f = q.filter()?;
+                let (start, count) = q.paging(env)?;
+                // Lists carry members only when asked for by name (see groups::query).
+                let with_members = q.attributes().is_some() && wants(q.attributes(), q.excluded(), "members");
+                let page = groups::query(env, scope, f.as_ref(), start, count, with_members).await?;
+                Ok(scim_response(StatusCode::OK, &list_response(page, start, &q)))
+            }
+            Method::POST => {
+                let (rec, members) = groups::create(env, scope, &json_body(req)?).await?;
+                Ok(single(rec.render(scope.base, Some(&members)), &q, StatusCode::CREATED))
+            }
+            _ => Err(ScimError::method_not_allowed("GET, POST")),
+        },
+        ScimEndpoint::Group(id) => match *m {
+            Method::GET => {
+                let with_members = wants(q.attributes(), q.excluded(), "members");
+                Ok(single(groups::get(env, scope, id, with_members).await?, &q, StatusCode::OK))
+            }
+            Method::PUT => {
+                let (rec, members) = groups::replace(env, scope, id, &json_body(req)?).await?;
+                Ok(single(rec.render(scope.base, Some(&members)), &q, StatusCode::OK))
+            }
+            Method::PATCH => {
+                // 204: a body would list every member (Entra advises against it).
+                groups::patch(env, scope, id, &json_body(req)?).await?;
+                Ok(no_content())
+            }
+            Method::DELETE => {
+                groups::delete(env, scope, id).await?;
+                Ok(no_content())
+            }
+            _ => Err(ScimError::method_not_allowed("GET, PUT, PATCH, DELETE")),
+        },
+        ScimEndpoint::ServiceProviderConfig => {
+            read_only(m)?;
+            Ok(scim_response(StatusCode::OK, &service_provider_config(env, scope.base)))
+        }
+        ScimEndpoint::Schemas => {
+            read_only(m)?;
+            Ok(scim_response(StatusCode::OK, &schema::schemas_list(scope.base)))
+        }
+        ScimEndpoint::Schema(id) => {
+            read_only(m)?;
+            let s = schema::schema(&id, scope.base)
+                .ok_or_else(|| ScimError::not_found(format!("Schema {id:?} not found")))?;
+            Ok(scim_response(StatusCode::OK, &s))
+        }
+        ScimEndpoint::ResourceTypes => {
+            read_only(m)?;
+            Ok(scim_response(StatusCode::OK, &schema::resource_types_list(scope.base)))
+        }
+        ScimEndpoint::ResourceType(name) => {
+            read_only(m)?;
+            let r = schema::resource_type(name, scope.base)
+                .ok_or_else(|| ScimError::not_found(format!("ResourceType {name:?} not found")))?;
+            Ok(scim_response(StatusCode::OK, &r))
+        }
+        ScimEndpoint::Unknown => Err(ScimError::not_found(
+            "no such SCIM endpoint: this service provider offers /Users, /Groups, /ServiceProviderConfig, \
+             /Schemas and /ResourceTypes (no /Bulk, no /Me)",
+        )),
+    }
+}
+
+fn read_only(m: &Method) -> ScimResult<()> {
+    if m == Method::GET {
+        Ok(())
+    } else {
+        Err(ScimError::method_not_allowed("GET"))
+    }
+}
+
+fn service_provider_config<S>(env: &Env<'_, S>, base: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": env.config.max_page_size},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": true},
+        "pagination": {
+            "cursor": false,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": env.config.default_page_size,
+            "maxPageSize": env.config.max_page_size,
+        },
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "OAuth Bearer Token",
+            "description": "Authentication with the SCIM connection's secret token (Authorization: Bearer <token>)",
+            "primary": true,
+        }],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": format!("{base}/ServiceProviderConfig"),
+        },
+    })
 }

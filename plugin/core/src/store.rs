@@ -60,3 +60,28 @@ pub trait Store {
     /// not an error. [`Condition::Absent`] is meaningless here and answers `Conflict`.
     async fn delete(&self, key: &str, cond: Condition) -> Result<(), StoreError>;
 }
+
+/// Reads and decodes a JSON record. A record that does not decode is reported as a 500
+/// (it means a bug or a foreign writer), never a panic.
+pub(crate) async fn get_json<S: Store, T: serde::de::DeserializeOwned>(
+    store: &S,
+    key: &str,
+) -> Result<Option<(T, Version)>, crate::ScimError> {
+    match store.get(key).await? {
+        None => Ok(None),
+        Some(v) => match serde_json::from_slice(&v.value) {
+            Ok(t) => Ok(Some((t, v.version))),
+            Err(_) => Err(crate::ScimError::internal(format!("stored record {key} is corrupt"))),
+        },
+    }
+}
+
+pub(crate) async fn put_json<S: Store, T: serde::Serialize>(
+    store: &S,
+    key: &str,
+    value: &T,
+    cond: Condition,
+) -> Result<Version, StoreError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    store.put(key, &bytes, cond).await
+}

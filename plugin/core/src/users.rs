@@ -1,1 +1,323 @@
-//! (being written)
+//! SCIM Users of one tenant: create, read, query, replace, patch, delete.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{ScimError, ScimResult};
+use crate::index::{self, Change};
+use crate::keys::{self, Index, List};
+use crate::lifecycle::{Event, Role, Source, UserState};
+use crate::scim::filter::{self, Filter};
+use crate::scim::patch;
+use crate::scim::schema::{self, ResourceKind};
+use crate::store::{get_json, put_json, Condition, Store, StoreError, Version};
+use crate::{list, time, Env};
+
+/// How often a write that lost a race to a concurrent one is retried.
+const RETRIES: usize = 8;
+
+/// What the store holds for a user.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRecord {
+    pub id: String,
+    pub state: UserState,
+    pub role: Role,
+    pub source: Source,
+    pub created: String,
+    pub last_modified: String,
+    pub version: u64,
+    /// The SCIM attributes as normalised by `schema::normalize` (no id, meta or schemas).
+    pub attributes: Map<String, Value>,
+}
+
+/// The request's tenant and the SCIM base URL its resources live under.
+pub struct Scope<'a> {
+    pub tenant: &'a str,
+    /// `{public base}/scim/v2/{connection}`
+    pub base: &'a str,
+}
+
+fn str_attr<'a>(attrs: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    attrs.get(name).and_then(Value::as_str)
+}
+
+impl UserRecord {
+    fn user_name(&self) -> Option<&str> {
+        str_attr(&self.attributes, "userName")
+    }
+    fn external_id(&self) -> Option<&str> {
+        str_attr(&self.attributes, "externalId")
+    }
+
+    /// The SCIM representation (RFC 7643 §4.1) with `meta`.
+    pub fn render(&self, base: &str) -> Value {
+        let mut obj = Map::new();
+        let schemas: Vec<Value> =
+            schema::schemas_for(ResourceKind::User, &self.attributes).into_iter().map(Value::from).collect();
+        obj.insert("schemas".into(), Value::Array(schemas));
+        obj.insert("id".into(), Value::from(self.id.clone()));
+        for (k, v) in &self.attributes {
+            obj.insert(k.clone(), v.clone());
+        }
+        obj.insert("active".into(), Value::Bool(self.state.is_active()));
+        obj.insert(
+            "meta".into(),
+            serde_json::json!({
+                "resourceType": "User",
+                "created": self.created,
+                "lastModified": self.last_modified,
+                "version": etag(self.version),
+                "location": format!("{base}/Users/{}", self.id),
+            }),
+        );
+        Value::Object(obj)
+    }
+}
+
+pub fn etag(version: u64) -> String {
+    format!("W/\"{version}\"")
+}
+
+fn not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("User {id:?} not found"))
+}
+
+pub async fn load<S: Store>(env: &Env<'_, S>, tenant: &str, id: &str) -> ScimResult<Option<(UserRecord, Version)>> {
+    if !keys::valid_id(id) {
+        return Ok(None);
+    }
+    get_json(env.store, &keys::user(tenant, id)).await
+}
+
+/// Applies the `active` attribute to the lifecycle state and keeps the two in step.
+fn settle_state(state: UserState, attrs: &mut Map<String, Value>) -> UserState {
+    let state = match attrs.get("active").and_then(Value::as_bool) {
+        Some(a) => state.on(Event::SetActive(a)),
+        None => state,
+    };
+    attrs.insert("active".into(), Value::Bool(state.is_active()));
+    state
+}
+
+pub async fn create<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, body: &Value) -> ScimResult<UserRecord> {
+    let mut attrs = schema::normalize(ResourceKind::User, body)?;
+    let id = crate::tenants::random_hex(env, 16)?;
+    let now = time::rfc3339(env.clock.now_millis());
+    let state = UserState::provisioned(attrs.get("active").and_then(Value::as_bool));
+    attrs.insert("active".into(), Value::Bool(state.is_active()));
+    let rec = UserRecord {
+        id: id.clone(),
+        state,
+        role: Role::User,
+        source: Source::Scim,
+        created: now.clone(),
+        last_modified: now,
+        version: 1,
+        attributes: attrs,
+    };
+    let t = scope.tenant;
+    let user_name = rec.user_name().unwrap_or_default().to_owned();
+    index::claim(env, t, Index::UserName, &user_name, &id).await?;
+    if let Some(ext) = rec.external_id().map(str::to_owned) {
+        if let Err(e) = index::claim(env, t, Index::UserExternalId, &ext, &id).await {
+            let _ = index::release(env, t, Index::UserName, &user_name, &id).await;
+            return Err(e);
+        }
+    }
+    let written = async {
+        put_json(env.store, &keys::user(t, &id), &rec, Condition::Absent).await?;
+        list::push(env, t, &List::Users, std::slice::from_ref(&id)).await
+    }
+    .await;
+    if let Err(e) = written {
+        // Undo what we can; a record without index or list entry is invisible and harmless.
+        let _ = env.store.delete(&keys::user(t, &id), Condition::Any).await;
+        let _ = index::release(env, t, Index::UserName, &user_name, &id).await;
+        if let Some(ext) = rec.external_id() {
+            let _ = index::release(env, t, Index::UserExternalId, ext, &id).await;
+        }
+        return Err(e);
+    }
+    Ok(rec)
+}
+
+pub async fn get<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<UserRecord> {
+    load(env, scope.tenant, id).await?.map(|(r, _)| r).ok_or_else(|| not_found(id))
+}
+
+/// Replaces the user's attributes with `next` (already validated), moving index entries and
+/// applying the lifecycle; retried on concurrent changes via `make`.
+async fn update<S, F>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, make: F) -> ScimResult<UserRecord>
+where
+    S: Store,
+    F: Fn(&UserRecord) -> ScimResult<Map<String, Value>>,
+{
+    let t = scope.tenant;
+    for _ in 0..RETRIES {
+        let Some((old, ver)) = load(env, t, id).await? else { return Err(not_found(id)) };
+        let mut attrs = make(&old)?;
+        let state = settle_state(old.state, &mut attrs);
+        let mut rec = UserRecord {
+            attributes: attrs,
+            state,
+            last_modified: time::rfc3339(env.clock.now_millis()),
+            version: old.version + 1,
+            ..old.clone()
+        };
+        if rec.user_name().is_none_or(str::is_empty) {
+            return Err(ScimError::invalid_value("userName is required and cannot be removed"));
+        }
+        if rec.attributes == old.attributes && rec.state == old.state {
+            // Nothing changed: keep version and timestamps (Entra re-sends values every cycle).
+            return Ok(old);
+        }
+        let names = index::begin_move(env, t, Index::UserName, old.user_name(), rec.user_name(), id).await?;
+        let exts = match index::begin_move(env, t, Index::UserExternalId, old.external_id(), rec.external_id(), id)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                names.abort(env, t, id).await;
+                return Err(e);
+            }
+        };
+        match put_json(env.store, &keys::user(t, id), &rec, Condition::Version(ver)).await {
+            Ok(_) => {
+                names.commit(env, t, id).await?;
+                exts.commit(env, t, id).await?;
+                return Ok(rec);
+            }
+            Err(e) => {
+                abort_all(env, t, id, [names, exts]).await;
+                if e != StoreError::Conflict {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+async fn abort_all<S: Store, const N: usize>(env: &Env<'_, S>, t: &str, id: &str, changes: [Change; N]) {
+    for c in changes {
+        c.abort(env, t, id).await;
+    }
+}
+
+/// PUT: the body replaces every attribute. State and role are kept unless `active` says otherwise.
+pub async fn replace<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body: &Value) -> ScimResult<UserRecord> {
+    let attrs = schema::normalize(ResourceKind::User, body)?;
+    update(env, scope, id, |_| Ok(attrs.clone())).await
+}
+
+pub async fn patch<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body: &Value) -> ScimResult<UserRecord> {
+    let ops = patch::parse_request(body)?;
+    update(env, scope, id, |old| {
+        let mut attrs = old.attributes.clone();
+        patch::apply(ResourceKind::User, &mut attrs, &ops)?;
+        Ok(attrs)
+    })
+    .await
+}
+
+/// Hard delete: the user and every trace of it (indexes, memberships, list entry).
+pub async fn delete<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<()> {
+    let t = scope.tenant;
+    let Some((rec, _)) = load(env, t, id).await? else { return Err(not_found(id)) };
+    crate::groups::remove_user_everywhere(env, t, id).await?;
+    list::remove(env, t, &List::Users, std::slice::from_ref(&rec.id)).await?;
+    env.store.delete(&keys::user(t, id), Condition::Any).await?;
+    if let Some(u) = rec.user_name() {
+        index::release(env, t, Index::UserName, u, id).await?;
+    }
+    if let Some(x) = rec.external_id() {
+        index::release(env, t, Index::UserExternalId, x, id).await?;
+    }
+    Ok(())
+}
+
+/// A page of a query's results.
+pub struct Page {
+    pub total: u64,
+    pub resources: Vec<Value>,
+}
+
+fn case_exact(p: &filter::AttrPath) -> bool {
+    schema::case_exact(ResourceKind::User, p)
+}
+
+/// GET /Users with an optional filter. Equality on `id`, `userName` or `externalId` in the
+/// filter's top-level `and` chain is answered from the indexes with O(1) reads; other
+/// filters scan the tenant's users.
+pub async fn query<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    filter: Option<&Filter>,
+    start: u64,
+    count: u64,
+) -> ScimResult<Page> {
+    let t = scope.tenant;
+    let Some(f) = filter else {
+        let total = list::len(env, t, &List::Users).await?;
+        let ids = list::page(env, t, &List::Users, start, count).await?;
+        let mut resources = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some((r, _)) = load(env, t, &id).await? {
+                resources.push(r.render(scope.base));
+            }
+        }
+        return Ok(Page { total, resources });
+    };
+    let candidates = match indexed_candidate(env, t, f).await? {
+        Some(c) => c,
+        None => list::all(env, t, &List::Users).await?,
+    };
+    let mut matched = Vec::new();
+    for id in candidates {
+        if let Some((r, _)) = load(env, t, &id).await? {
+            let v = r.render(scope.base);
+            if filter::matches(f, &v, &case_exact) {
+                matched.push(v);
+            }
+        }
+    }
+    Ok(paginate(matched, start, count))
+}
+
+pub fn paginate(all: Vec<Value>, start: u64, count: u64) -> Page {
+    let total = all.len() as u64;
+    let resources =
+        all.into_iter().skip(usize::try_from(start).unwrap_or(usize::MAX)).take(usize::try_from(count).unwrap_or(usize::MAX)).collect();
+    Page { total, resources }
+}
+
+/// Candidate ids from an indexed equality, or `None` when the filter needs a scan.
+async fn indexed_candidate<S: Store>(env: &Env<'_, S>, t: &str, f: &Filter) -> ScimResult<Option<Vec<String>>> {
+    for (path, value) in filter::required_equalities(f) {
+        if path.sub.is_some() || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(schema::USER_SCHEMA)) {
+            continue;
+        }
+        let Some(v) = comp_str(value) else { continue };
+        let ix = if path.name.eq_ignore_ascii_case("id") {
+            return Ok(Some(if keys::valid_id(&v) { vec![v] } else { vec![] }));
+        } else if path.name.eq_ignore_ascii_case("userName") {
+            Index::UserName
+        } else if path.name.eq_ignore_ascii_case("externalId") {
+            Index::UserExternalId
+        } else {
+            continue;
+        };
+        return Ok(Some(index::lookup(env, t, ix, &v).await?.into_iter().collect()));
+    }
+    Ok(None)
+}
+
+pub fn comp_str(v: &filter::CompValue) -> Option<String> {
+    match v {
+        filter::CompValue::Str(s) => Some(s.clone()),
+        filter::CompValue::Num(n) => Some(n.to_string()),
+        filter::CompValue::Bool(b) => Some(b.to_string()),
+        filter::CompValue::Null => None,
+    }
+}

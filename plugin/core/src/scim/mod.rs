@@ -1,4 +1,6 @@
 //! SCIM protocol pieces that know nothing of tenants or stores.
 pub mod filter;
 pub mod patch;
+#[cfg(feature = "wip")]
+pub mod projection;
 pub mod schema;

@@ -1,0 +1,100 @@
+//! Unique indexes (`keys::Index`): claiming a value for a resource id with a create-if-absent
+//! write, so uniqueness holds under concurrent requests on every backend.
+
+use crate::error::{ScimError, ScimResult};
+use crate::keys::{self, Index};
+use crate::store::{Condition, Store, StoreError};
+use crate::Env;
+
+/// The id a value is indexed to, if any.
+pub async fn lookup<S: Store>(env: &Env<'_, S>, tenant: &str, ix: Index, value: &str) -> ScimResult<Option<String>> {
+    let key = keys::index(tenant, ix, value);
+    Ok(env.store.get(&key).await?.map(|v| String::from_utf8_lossy(&v.value).into_owned()))
+}
+
+/// Claims `value` for `id`. Claiming a value already held by the same id succeeds (retries
+/// are idempotent); held by another id → 409 uniqueness.
+pub async fn claim<S: Store>(env: &Env<'_, S>, tenant: &str, ix: Index, value: &str, id: &str) -> ScimResult<()> {
+    let key = keys::index(tenant, ix, value);
+    match env.store.put(&key, id.as_bytes(), Condition::Absent).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict) => match env.store.get(&key).await? {
+            Some(v) if v.value == id.as_bytes() => Ok(()),
+            _ => Err(ScimError::uniqueness(format!("{} {value:?} is already in use in this tenant", label(ix)))),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Releases `value` if it is still indexed to `id`.
+pub async fn release<S: Store>(env: &Env<'_, S>, tenant: &str, ix: Index, value: &str, id: &str) -> ScimResult<()> {
+    let key = keys::index(tenant, ix, value);
+    if let Some(v) = env.store.get(&key).await? {
+        if v.value == id.as_bytes() {
+            match env.store.delete(&key, Condition::Version(v.version)).await {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two values are the same index entry (case-insensitive indexes fold case).
+pub fn same(ix: Index, a: &str, b: &str) -> bool {
+    keys::index("", ix, a) == keys::index("", ix, b)
+}
+
+fn label(ix: Index) -> &'static str {
+    match ix {
+        Index::UserName => "userName",
+        Index::UserExternalId | Index::GroupExternalId => "externalId",
+        Index::GroupName => "displayName",
+    }
+}
+
+/// Moves an index entry from `old` to `new` for `id`: claims `new` now and returns the value
+/// to release once the record that refers to it is written.
+pub async fn begin_move<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    ix: Index,
+    old: Option<&str>,
+    new: Option<&str>,
+    id: &str,
+) -> ScimResult<Change> {
+    match (old, new) {
+        (Some(o), Some(n)) if same(ix, o, n) => Ok(Change::default()),
+        (None, None) => Ok(Change::default()),
+        _ => {
+            if let Some(n) = new {
+                claim(env, tenant, ix, n, id).await?;
+            }
+            Ok(Change { ix: Some(ix), claimed: new.map(str::to_owned), released: old.map(str::to_owned) })
+        }
+    }
+}
+
+/// An index move in progress (see [`begin_move`]).
+#[derive(Default)]
+pub struct Change {
+    ix: Option<Index>,
+    claimed: Option<String>,
+    released: Option<String>,
+}
+
+impl Change {
+    /// The record was written: drop the old entry.
+    pub async fn commit<S: Store>(self, env: &Env<'_, S>, tenant: &str, id: &str) -> ScimResult<()> {
+        if let (Some(ix), Some(old)) = (self.ix, self.released) {
+            release(env, tenant, ix, &old, id).await?;
+        }
+        Ok(())
+    }
+    /// The record was not written: drop the new claim.
+    pub async fn abort<S: Store>(self, env: &Env<'_, S>, tenant: &str, id: &str) {
+        if let (Some(ix), Some(new)) = (self.ix, self.claimed) {
+            let _ = release(env, tenant, ix, &new, id).await;
+        }
+    }
+}
