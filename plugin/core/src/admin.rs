@@ -56,7 +56,9 @@ pub async fn handle<S: Store>(
                 Ok(json_response(status, &tenant_json(env, t, &tenant, public_base).await?))
             }
             Method::GET => match tenants::get(env, t).await? {
-                Some((tenant, _)) => Ok(json_response(StatusCode::OK, &tenant_json(env, t, &tenant, public_base).await?)),
+                Some((tenant, _)) => {
+                    Ok(json_response(StatusCode::OK, &tenant_json(env, t, &tenant, public_base).await?))
+                }
                 None => Err(ScimError::not_found(format!("tenant {t:?} does not exist"))),
             },
             _ => Err(ScimError::method_not_allowed("GET, PUT")),
@@ -104,7 +106,12 @@ fn connection_json(public_base: &str, id: &str, c: &tenants::Connection) -> Valu
     json!({ "url": scim_url(public_base, id), "createdAt": c.created_at, "lastUsedAt": c.last_used_at })
 }
 
-async fn tenant_json<S: Store>(env: &Env<'_, S>, t: &str, tenant: &Tenant, public_base: &str) -> ScimResult<Value> {
+async fn tenant_json<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    tenant: &Tenant,
+    public_base: &str,
+) -> ScimResult<Value> {
     let scim = match &tenant.connection {
         Some(_) => tenants::connection(env, t).await?.map(|(id, c)| connection_json(public_base, &id, &c)),
         None => None,

@@ -78,28 +78,11 @@ async fn load<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<Optio
     get_json(env.store, &keys::group(t, id)).await
 }
 
-/// Member ids of a body's `members` attribute (POST/PUT).
-fn body_members(body: &Value) -> ScimResult<Vec<String>> {
-    let Some(obj) = body.as_object() else { return Ok(vec![]) };
-    let Some(m) = obj.iter().find(|(k, _)| k.eq_ignore_ascii_case("members")).map(|(_, v)| v) else {
-        return Ok(vec![]);
-    };
-    match m {
-        Value::Null => Ok(vec![]),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| {
-                let v = match i {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Object(o) => {
-                        o.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).and_then(|(_, v)| v.as_str()).map(str::to_owned)
-                    }
-                    _ => None,
-                };
-                v.ok_or_else(|| ScimError::invalid_value("each member must be an object with a string \"value\""))
-            })
-            .collect(),
-        _ => Err(ScimError::invalid_value("\"members\" must be an array of {\"value\": \"<user id>\"}")),
+/// Takes the `members` attribute out of normalised attributes (members live in their own keys).
+fn take_members(attrs: &mut Map<String, Value>) -> ScimResult<Vec<String>> {
+    match attrs.remove("members") {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(m) => Ok(dedup(schema::member_ids(&m)?)),
     }
 }
 
@@ -121,13 +104,18 @@ pub async fn create<S: Store>(
     body: &Value,
 ) -> ScimResult<(GroupRecord, Vec<String>)> {
     let mut attrs = schema::normalize(ResourceKind::Group, body)?;
-    attrs.remove("members");
-    let members = dedup(body_members(body)?);
+    let members = take_members(&mut attrs)?;
     let t = scope.tenant;
     check_members(env, t, &members).await?;
     let id = crate::tenants::random_hex(env, 16)?;
     let now = time::rfc3339(env.clock.now_millis());
-    let rec = GroupRecord { id: id.clone(), created: now.clone(), last_modified: now, version: 1, attributes: attrs };
+    let rec = GroupRecord {
+        id: id.clone(),
+        created: now.clone(),
+        last_modified: now,
+        version: 1,
+        attributes: attrs,
+    };
     let name = rec.display_name().unwrap_or_default().to_owned();
     index::claim(env, t, Index::GroupName, &name, &id).await?;
     if let Some(ext) = rec.external_id().map(str::to_owned) {
@@ -276,9 +264,12 @@ where
         if rec.display_name().is_none_or(str::is_empty) {
             return Err(ScimError::invalid_value("displayName is required and cannot be removed"));
         }
-        let names = index::begin_move(env, t, Index::GroupName, old.display_name(), rec.display_name(), id).await?;
+        let names =
+            index::begin_move(env, t, Index::GroupName, old.display_name(), rec.display_name(), id).await?;
         let exts =
-            match index::begin_move(env, t, Index::GroupExternalId, old.external_id(), rec.external_id(), id).await {
+            match index::begin_move(env, t, Index::GroupExternalId, old.external_id(), rec.external_id(), id)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     names.abort(env, t, id).await;
@@ -356,8 +347,7 @@ pub async fn replace<S: Store>(
 ) -> ScimResult<(GroupRecord, Vec<String>)> {
     let t = scope.tenant;
     let mut attrs = schema::normalize(ResourceKind::Group, body)?;
-    attrs.remove("members");
-    let new_members = dedup(body_members(body)?);
+    let new_members = take_members(&mut attrs)?;
     if load(env, t, id).await?.is_none() {
         return Err(not_found(id));
     }
@@ -422,7 +412,8 @@ pub async fn query<S: Store>(
         },
     };
     let Some(f) = filter else { return Ok(Page { total: 0, resources: vec![] }) };
-    let probes: Vec<String> = filter::compared_values(f, "members").into_iter().filter_map(comp_str).collect();
+    let probes: Vec<String> =
+        filter::compared_values(f, "members").into_iter().filter_map(comp_str).collect();
     let mut matched = Vec::new();
     for id in ids {
         let Some((r, _)) = load(env, t, &id).await? else { continue };
@@ -442,9 +433,15 @@ pub async fn query<S: Store>(
     Ok(paginate(matched, start, count))
 }
 
-async fn indexed_candidate<S: Store>(env: &Env<'_, S>, t: &str, f: &Filter) -> ScimResult<Option<Vec<String>>> {
+async fn indexed_candidate<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    f: &Filter,
+) -> ScimResult<Option<Vec<String>>> {
     for (path, value) in filter::required_equalities(f) {
-        if path.sub.is_some() || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(schema::GROUP_SCHEMA)) {
+        if path.sub.is_some()
+            || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(schema::GROUP_SCHEMA))
+        {
             continue;
         }
         let Some(v) = comp_str(value) else { continue };

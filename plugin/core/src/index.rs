@@ -7,27 +7,47 @@ use crate::store::{Condition, Store, StoreError};
 use crate::Env;
 
 /// The id a value is indexed to, if any.
-pub async fn lookup<S: Store>(env: &Env<'_, S>, tenant: &str, ix: Index, value: &str) -> ScimResult<Option<String>> {
+pub async fn lookup<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    ix: Index,
+    value: &str,
+) -> ScimResult<Option<String>> {
     let key = keys::index(tenant, ix, value);
     Ok(env.store.get(&key).await?.map(|v| String::from_utf8_lossy(&v.value).into_owned()))
 }
 
 /// Claims `value` for `id`. Claiming a value already held by the same id succeeds (retries
 /// are idempotent); held by another id → 409 uniqueness.
-pub async fn claim<S: Store>(env: &Env<'_, S>, tenant: &str, ix: Index, value: &str, id: &str) -> ScimResult<()> {
+pub async fn claim<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    ix: Index,
+    value: &str,
+    id: &str,
+) -> ScimResult<()> {
     let key = keys::index(tenant, ix, value);
     match env.store.put(&key, id.as_bytes(), Condition::Absent).await {
         Ok(_) => Ok(()),
         Err(StoreError::Conflict) => match env.store.get(&key).await? {
             Some(v) if v.value == id.as_bytes() => Ok(()),
-            _ => Err(ScimError::uniqueness(format!("{} {value:?} is already in use in this tenant", label(ix)))),
+            _ => Err(ScimError::uniqueness(format!(
+                "{} {value:?} is already in use in this tenant",
+                label(ix)
+            ))),
         },
         Err(e) => Err(e.into()),
     }
 }
 
 /// Releases `value` if it is still indexed to `id`.
-pub async fn release<S: Store>(env: &Env<'_, S>, tenant: &str, ix: Index, value: &str, id: &str) -> ScimResult<()> {
+pub async fn release<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    ix: Index,
+    value: &str,
+    id: &str,
+) -> ScimResult<()> {
     let key = keys::index(tenant, ix, value);
     if let Some(v) = env.store.get(&key).await? {
         if v.value == id.as_bytes() {

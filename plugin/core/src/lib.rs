@@ -12,42 +12,23 @@
 //!
 //! No request path panics: every failure is a [`ScimError`] response.
 
-// TEMPORARY while the scim::{filter,patch,schema} modules are being written in parallel:
-// the service layer compiles only with `--features wip`; without it `handle` is a stub.
-#[cfg(feature = "wip")]
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
-#[cfg(feature = "wip")]
 pub mod groups;
-#[cfg(feature = "wip")]
 pub mod index;
 pub mod keys;
 pub mod lifecycle;
-#[cfg(feature = "wip")]
 pub mod list;
 pub mod router;
 pub mod scim;
 pub mod store;
-#[cfg(feature = "wip")]
 pub mod tenants;
 pub mod time;
-#[cfg(feature = "wip")]
 pub mod users;
 
-#[cfg(feature = "wip")]
 mod service;
-#[cfg(not(feature = "wip"))]
-mod service {
-    /// Stub until the service layer is enabled.
-    pub async fn handle<S: crate::Store>(
-        _req: http::Request<bytes::Bytes>,
-        _env: &crate::Env<'_, S>,
-    ) -> http::Response<bytes::Bytes> {
-        crate::ScimError::internal("not yet").into_response()
-    }
-}
 
 #[cfg(feature = "testing")]
 pub mod testing;

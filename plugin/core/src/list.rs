@@ -84,7 +84,10 @@ async fn len_of<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimRe
 }
 
 async fn chunk<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, n: u64) -> ScimResult<Vec<String>> {
-    Ok(get_json::<S, Chunk>(env.store, &list.chunk_key(tenant, n)).await?.map(|(c, _)| c.0).unwrap_or_default())
+    Ok(get_json::<S, Chunk>(env.store, &list.chunk_key(tenant, n))
+        .await?
+        .map(|(c, _)| c.0)
+        .unwrap_or_default())
 }
 
 /// Number of ids in the list.
@@ -125,7 +128,12 @@ pub async fn push<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, ids: &[
     result
 }
 
-async fn push_locked<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, ids: &[String]) -> ScimResult<()> {
+async fn push_locked<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    list: &List,
+    ids: &[String],
+) -> ScimResult<()> {
     let (mut n, _) = len_of(env, tenant, list).await?;
     let mut current: Option<(u64, Vec<String>)> = None;
     for id in ids {
@@ -161,10 +169,17 @@ pub async fn remove<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, ids: 
     result
 }
 
-async fn remove_locked<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, ids: &[String]) -> ScimResult<()> {
+async fn remove_locked<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    list: &List,
+    ids: &[String],
+) -> ScimResult<()> {
     let (mut n, _) = len_of(env, tenant, list).await?;
     for id in ids {
-        let Some((pos, _)) = get_json::<S, u64>(env.store, &list.pos_key(tenant, id)).await? else { continue };
+        let Some((pos, _)) = get_json::<S, u64>(env.store, &list.pos_key(tenant, id)).await? else {
+            continue;
+        };
         if n == 0 || pos >= n {
             env.store.delete(&list.pos_key(tenant, id), Condition::Any).await?;
             continue;
@@ -174,23 +189,21 @@ async fn remove_locked<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, id
         last_chunk.truncate((last % CHUNK + 1) as usize);
         let moved = last_chunk.pop();
         if pos == last {
-            put_json(env.store, &list.chunk_key(tenant, last / CHUNK), &Chunk(last_chunk), Condition::Any).await?;
+            write_chunk(env, tenant, list, last / CHUNK, last_chunk).await?;
         } else if let Some(moved) = moved {
             // Fill the hole with the last id.
             if pos / CHUNK == last / CHUNK {
                 if let Some(slot) = last_chunk.get_mut((pos % CHUNK) as usize) {
                     *slot = moved.clone();
                 }
-                put_json(env.store, &list.chunk_key(tenant, last / CHUNK), &Chunk(last_chunk), Condition::Any)
-                    .await?;
+                write_chunk(env, tenant, list, last / CHUNK, last_chunk).await?;
             } else {
                 let mut hole = chunk(env, tenant, list, pos / CHUNK).await?;
                 if let Some(slot) = hole.get_mut((pos % CHUNK) as usize) {
                     *slot = moved.clone();
                 }
-                put_json(env.store, &list.chunk_key(tenant, pos / CHUNK), &Chunk(hole), Condition::Any).await?;
-                put_json(env.store, &list.chunk_key(tenant, last / CHUNK), &Chunk(last_chunk), Condition::Any)
-                    .await?;
+                write_chunk(env, tenant, list, pos / CHUNK, hole).await?;
+                write_chunk(env, tenant, list, last / CHUNK, last_chunk).await?;
             }
             put_json(env.store, &list.pos_key(tenant, &moved), &pos, Condition::Any).await?;
         }
@@ -198,6 +211,22 @@ async fn remove_locked<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, id
         n = last;
     }
     put_json(env.store, &list.len_key(tenant), &n, Condition::Any).await?;
+    Ok(())
+}
+
+/// Writes a chunk; an emptied chunk is deleted so a shrunken list leaves nothing behind.
+async fn write_chunk<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    list: &List,
+    n: u64,
+    ids: Vec<String>,
+) -> ScimResult<()> {
+    if ids.is_empty() {
+        env.store.delete(&list.chunk_key(tenant, n), Condition::Any).await?;
+    } else {
+        put_json(env.store, &list.chunk_key(tenant, n), &Chunk(ids), Condition::Any).await?;
+    }
     Ok(())
 }
 
@@ -229,4 +258,96 @@ pub async fn clear<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> Sci
 /// Whether `id` is in the list (one read).
 pub async fn contains<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, id: &str) -> ScimResult<bool> {
     Ok(env.store.get(&list.pos_key(tenant, id)).await?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FixedClock, MemStore, SeqRandom};
+    use crate::Config;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    #[test]
+    fn matches_a_swap_remove_model_across_chunks() {
+        let (store, clock, random, config) =
+            (MemStore::new(), FixedClock::default(), SeqRandom::new(1), Config::default());
+        let env = Env { store: &store, clock: &clock, random: &random, config: &config };
+        let l = List::Users;
+        let mut model: Vec<String> = Vec::new();
+        block_on(async {
+            let ids: Vec<String> = (0..300).map(|i| format!("id{i:03}")).collect();
+            push(&env, "t", &l, &ids[..10]).await.unwrap();
+            push(&env, "t", &l, &ids[10..]).await.unwrap();
+            model.extend(ids.iter().cloned());
+            // First, last, cross-chunk, unknown, and a batch.
+            for victim in ["id000", "id299", "id130", "nope", "id005"] {
+                remove(&env, "t", &l, &[victim.to_owned()]).await.unwrap();
+                if let Some(p) = model.iter().position(|x| x == victim) {
+                    model.swap_remove(p);
+                }
+            }
+            let batch: Vec<String> = (200..260).map(|i| format!("id{i:03}")).collect();
+            remove(&env, "t", &l, &batch).await.unwrap();
+            for v in &batch {
+                if let Some(p) = model.iter().position(|x| x == v) {
+                    model.swap_remove(p);
+                }
+            }
+            assert_eq!(len(&env, "t", &l).await.unwrap(), model.len() as u64);
+            assert_eq!(all(&env, "t", &l).await.unwrap(), model);
+            assert_eq!(page(&env, "t", &l, 120, 20).await.unwrap(), model[120..140].to_vec());
+            assert_eq!(page(&env, "t", &l, 230, 100).await.unwrap(), model[230..].to_vec());
+            assert!(page(&env, "t", &l, 10_000, 5).await.unwrap().is_empty());
+            for (i, id) in model.iter().enumerate() {
+                let pos: u64 = serde_json::from_slice(&store.raw(&l.pos_key("t", id)).unwrap()).unwrap();
+                assert_eq!(pos, i as u64, "{id}");
+            }
+            assert!(contains(&env, "t", &l, "id001").await.unwrap());
+            assert!(!contains(&env, "t", &l, "id000").await.unwrap());
+            clear(&env, "t", &l).await.unwrap();
+            assert_eq!(len(&env, "t", &l).await.unwrap(), 0);
+        });
+        // Nothing of the list is left behind.
+        assert!(store.dump().keys().all(|k| !k.contains("/list/users/")), "{:?}", store.dump().keys());
+    }
+
+    #[test]
+    fn a_live_lease_blocks_and_an_expired_one_is_taken_over() {
+        let (store, clock, random, config) =
+            (MemStore::new(), FixedClock::default(), SeqRandom::new(1), Config::default());
+        let env = Env { store: &store, clock: &clock, random: &random, config: &config };
+        let l = List::Groups;
+        block_on(async {
+            let held = acquire(&env, "t", &l).await.unwrap();
+            let e = push(&env, "t", &l, &["a".into()]).await.unwrap_err();
+            assert_eq!(e.status, http::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(len(&env, "t", &l).await.unwrap(), 0, "a refused change changes nothing");
+            clock.advance(LEASE_MS + 1);
+            push(&env, "t", &l, &["a".into()]).await.unwrap();
+            assert_eq!(all(&env, "t", &l).await.unwrap(), vec!["a".to_owned()]);
+            // The overtaken holder's release leaves the new holder's lease alone.
+            held.release(&env).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn store_outage_is_a_503_not_a_panic() {
+        let (store, clock, random, config) =
+            (MemStore::new(), FixedClock::default(), SeqRandom::new(1), Config::default());
+        let env = Env { store: &store, clock: &clock, random: &random, config: &config };
+        store.set_down(true);
+        let e = block_on(push(&env, "t", &List::Users, &["a".into()])).unwrap_err();
+        assert_eq!(e.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

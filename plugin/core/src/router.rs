@@ -134,7 +134,10 @@ mod tests {
             route(&format!("/scim/v2/{c}/Schemas/urn%3Aietf")),
             Route::Scim { connection: c, endpoint: ScimEndpoint::Schema("urn:ietf".into()) }
         );
-        assert_eq!(route(&format!("/scim/v2/{c}")), Route::Scim { connection: c, endpoint: ScimEndpoint::Unknown });
+        assert_eq!(
+            route(&format!("/scim/v2/{c}")),
+            Route::Scim { connection: c, endpoint: ScimEndpoint::Unknown }
+        );
         assert_eq!(route("/admin/v1/tenants/acme/scim"), Route::Admin(AdminEndpoint::ScimConnection("acme")));
         assert_eq!(route("/admin/v1/tenants/acme"), Route::Admin(AdminEndpoint::Tenant("acme")));
         assert_eq!(route("/other"), Route::Other);

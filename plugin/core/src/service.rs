@@ -19,7 +19,10 @@ pub async fn handle<S: Store>(req: http::Request<Bytes>, env: &Env<'_, S>) -> ht
     }
 }
 
-async fn dispatch<S: Store>(req: &http::Request<Bytes>, env: &Env<'_, S>) -> ScimResult<http::Response<Bytes>> {
+async fn dispatch<S: Store>(
+    req: &http::Request<Bytes>,
+    env: &Env<'_, S>,
+) -> ScimResult<http::Response<Bytes>> {
     let public_base = public_base(req, env);
     match router::route(req.uri().path()) {
         Route::Other => Err(ScimError::not_found(
@@ -132,14 +135,16 @@ impl Query {
         let num = |name: &str| -> ScimResult<Option<i64>> {
             match self.get(name).map(str::trim) {
                 None | Some("") => Ok(None),
-                Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
-                    ScimError::invalid_value(format!("{name} must be an integer, got {v:?}"))
-                }),
+                Some(v) => v
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer, got {v:?}"))),
             }
         };
         let start = num("startIndex")?.unwrap_or(1).max(1) as u64 - 1;
         let max = env.config.max_page_size as u64;
-        let count = num("count")?.map(|c| c.max(0) as u64).unwrap_or(env.config.default_page_size as u64).min(max);
+        let count =
+            num("count")?.map(|c| c.max(0) as u64).unwrap_or(env.config.default_page_size as u64).min(max);
         Ok((start, count))
     }
 }
@@ -190,7 +195,9 @@ async fn scim<S: Store>(
             _ => Err(ScimError::method_not_allowed("GET, POST")),
         },
         ScimEndpoint::User(id) => match *m {
-            Method::GET => Ok(single(users::get(env, scope, id).await?.render(scope.base), &q, StatusCode::OK)),
+            Method::GET => {
+                Ok(single(users::get(env, scope, id).await?.render(scope.base), &q, StatusCode::OK))
+            }
             Method::PUT => {
                 let rec = users::replace(env, scope, id, &json_body(req)?).await?;
                 Ok(single(rec.render(scope.base), &q, StatusCode::OK))
@@ -250,7 +257,7 @@ async fn scim<S: Store>(
         }
         ScimEndpoint::Schema(id) => {
             read_only(m)?;
-            let s = schema::schema(&id, scope.base)
+            let s = schema::schema(scope.base, &id)
                 .ok_or_else(|| ScimError::not_found(format!("Schema {id:?} not found")))?;
             Ok(scim_response(StatusCode::OK, &s))
         }
@@ -260,7 +267,7 @@ async fn scim<S: Store>(
         }
         ScimEndpoint::ResourceType(name) => {
             read_only(m)?;
-            let r = schema::resource_type(name, scope.base)
+            let r = schema::resource_type(scope.base, name)
                 .ok_or_else(|| ScimError::not_found(format!("ResourceType {name:?} not found")))?;
             Ok(scim_response(StatusCode::OK, &r))
         }

@@ -48,7 +48,10 @@ pub struct Authenticated {
 pub fn random_hex<S>(env: &Env<'_, S>, bytes: usize) -> ScimResult<String> {
     let mut buf = vec![0u8; bytes];
     env.random.fill(&mut buf).map_err(|_| {
-        ScimError::new(http::StatusCode::SERVICE_UNAVAILABLE, "no entropy available to generate a secret; retry")
+        ScimError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "no entropy available to generate a secret; retry",
+        )
     })?;
     Ok(hex::encode(buf))
 }
@@ -70,7 +73,12 @@ pub async fn get<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<Option<(Tena
 
 /// Creates or updates a tenant. Returns whether it was created. Leaving the SCIM plan
 /// revokes the SCIM connection: moving back needs a new generate.
-pub async fn put<S: Store>(env: &Env<'_, S>, t: &str, name: String, plan: String) -> ScimResult<(Tenant, bool)> {
+pub async fn put<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    name: String,
+    plan: String,
+) -> ScimResult<(Tenant, bool)> {
     check_tenant_name(t)?;
     for _ in 0..8 {
         match get_json::<S, Tenant>(env.store, &keys::tenant(t)).await? {
@@ -128,7 +136,9 @@ pub async fn generate<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<Generat
     };
     for _ in 0..8 {
         let Some((mut tenant, ver)) = get(env, t).await? else {
-            return Err(ScimError::not_found(format!("tenant {t:?} does not exist; create it with PUT first")));
+            return Err(ScimError::not_found(format!(
+                "tenant {t:?} does not exist; create it with PUT first"
+            )));
         };
         if tenant.plan != SCIM_PLAN {
             return Err(ScimError::forbidden(format!(
@@ -207,7 +217,9 @@ pub async fn authenticate<S: Store>(
         return Err(unauthorized());
     };
     let mut expected = [0u8; 32];
-    if hex::decode_to_slice(&conn.token_sha256, &mut expected).is_err() || !auth::token_matches(token, &expected) {
+    if hex::decode_to_slice(&conn.token_sha256, &mut expected).is_err()
+        || !auth::token_matches(token, &expected)
+    {
         return Err(unauthorized());
     }
     let tenant = get_json::<S, Tenant>(env.store, &keys::tenant(&conn.tenant)).await?.map(|(t, _)| t);

@@ -83,7 +83,11 @@ fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("User {id:?} not found"))
 }
 
-pub async fn load<S: Store>(env: &Env<'_, S>, tenant: &str, id: &str) -> ScimResult<Option<(UserRecord, Version)>> {
+pub async fn load<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    id: &str,
+) -> ScimResult<Option<(UserRecord, Version)>> {
     if !keys::valid_id(id) {
         return Ok(None);
     }
@@ -158,7 +162,7 @@ where
         let Some((old, ver)) = load(env, t, id).await? else { return Err(not_found(id)) };
         let mut attrs = make(&old)?;
         let state = settle_state(old.state, &mut attrs);
-        let mut rec = UserRecord {
+        let rec = UserRecord {
             attributes: attrs,
             state,
             last_modified: time::rfc3339(env.clock.now_millis()),
@@ -173,15 +177,16 @@ where
             return Ok(old);
         }
         let names = index::begin_move(env, t, Index::UserName, old.user_name(), rec.user_name(), id).await?;
-        let exts = match index::begin_move(env, t, Index::UserExternalId, old.external_id(), rec.external_id(), id)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                names.abort(env, t, id).await;
-                return Err(e);
-            }
-        };
+        let exts =
+            match index::begin_move(env, t, Index::UserExternalId, old.external_id(), rec.external_id(), id)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    names.abort(env, t, id).await;
+                    return Err(e);
+                }
+            };
         match put_json(env.store, &keys::user(t, id), &rec, Condition::Version(ver)).await {
             Ok(_) => {
                 names.commit(env, t, id).await?;
@@ -206,12 +211,22 @@ async fn abort_all<S: Store, const N: usize>(env: &Env<'_, S>, t: &str, id: &str
 }
 
 /// PUT: the body replaces every attribute. State and role are kept unless `active` says otherwise.
-pub async fn replace<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body: &Value) -> ScimResult<UserRecord> {
+pub async fn replace<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    id: &str,
+    body: &Value,
+) -> ScimResult<UserRecord> {
     let attrs = schema::normalize(ResourceKind::User, body)?;
     update(env, scope, id, |_| Ok(attrs.clone())).await
 }
 
-pub async fn patch<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body: &Value) -> ScimResult<UserRecord> {
+pub async fn patch<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    id: &str,
+    body: &Value,
+) -> ScimResult<UserRecord> {
     let ops = patch::parse_request(body)?;
     update(env, scope, id, |old| {
         let mut attrs = old.attributes.clone();
@@ -287,15 +302,24 @@ pub async fn query<S: Store>(
 
 pub fn paginate(all: Vec<Value>, start: u64, count: u64) -> Page {
     let total = all.len() as u64;
-    let resources =
-        all.into_iter().skip(usize::try_from(start).unwrap_or(usize::MAX)).take(usize::try_from(count).unwrap_or(usize::MAX)).collect();
+    let resources = all
+        .into_iter()
+        .skip(usize::try_from(start).unwrap_or(usize::MAX))
+        .take(usize::try_from(count).unwrap_or(usize::MAX))
+        .collect();
     Page { total, resources }
 }
 
 /// Candidate ids from an indexed equality, or `None` when the filter needs a scan.
-async fn indexed_candidate<S: Store>(env: &Env<'_, S>, t: &str, f: &Filter) -> ScimResult<Option<Vec<String>>> {
+async fn indexed_candidate<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    f: &Filter,
+) -> ScimResult<Option<Vec<String>>> {
     for (path, value) in filter::required_equalities(f) {
-        if path.sub.is_some() || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(schema::USER_SCHEMA)) {
+        if path.sub.is_some()
+            || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(schema::USER_SCHEMA))
+        {
             continue;
         }
         let Some(v) = comp_str(value) else { continue };

@@ -1,6 +1,5 @@
 //! SCIM protocol pieces that know nothing of tenants or stores.
 pub mod filter;
 pub mod patch;
-#[cfg(feature = "wip")]
 pub mod projection;
 pub mod schema;

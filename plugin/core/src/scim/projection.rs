@@ -45,7 +45,9 @@ pub fn wants(attributes: Option<&str>, excluded: Option<&str>, name: &str) -> bo
         return parse_list(a).iter().any(|w| w.name.eq_ignore_ascii_case(name) && w.urn.is_none());
     }
     if let Some(e) = excluded {
-        return !parse_list(e).iter().any(|w| w.name.eq_ignore_ascii_case(name) && w.urn.is_none() && w.sub.is_none());
+        return !parse_list(e)
+            .iter()
+            .any(|w| w.name.eq_ignore_ascii_case(name) && w.urn.is_none() && w.sub.is_none());
     }
     true
 }
