@@ -265,17 +265,9 @@ mod tests {
     use super::*;
     use crate::testing::{FixedClock, MemStore, SeqRandom};
     use crate::Config;
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
 
-    fn block_on<F: Future>(f: F) -> F::Output {
-        let mut f = std::pin::pin!(f);
-        let mut cx = Context::from_waker(Waker::noop());
-        loop {
-            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-                return v;
-            }
-        }
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        crate::testing::scenario::block_on(f).expect("the future completes without I/O")
     }
 
     #[test]

@@ -1,9 +1,6 @@
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a failed unwrap is a failed test
 //! Per-request store work must not grow with the tenant's size: the same requests against a
 //! tenant of 100 users and one of 10,000 users touch the same number of keys.
-
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use scim_edge_core::testing::{FixedClock, MemStore, SeqRandom};
@@ -13,14 +10,8 @@ use sha2::Digest;
 
 const ADMIN: &str = "admin-token-for-tests";
 
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    scim_edge_core::testing::scenario::block_on(f).expect("the future completes without I/O")
 }
 
 struct Host {
