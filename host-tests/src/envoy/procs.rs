@@ -1,0 +1,328 @@
+//! etcd and Envoy as child processes of the test, on free loopback ports. Both are killed
+//! when dropped; a test stops, restarts, pauses or kills them on purpose through the methods.
+
+use std::fs::{File, OpenOptions};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+
+use super::client;
+use super::{bins, send_signal};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn log_file(path: &Path) -> File {
+    OpenOptions::new().create(true).append(true).open(path).expect("open a log file")
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<http::Response<Bytes>> {
+    let req = http::Request::get(path).body(Bytes::new()).ok()?;
+    client::send(addr, &req).ok()
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// One etcd member with its own data directory.
+pub struct Etcd {
+    child: Option<Child>,
+    pub client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Etcd {
+    pub fn start(dir: &Path) -> Etcd {
+        let mut etcd = Etcd {
+            child: None,
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: dir.join("etcd-data"),
+            log: dir.join("etcd.log"),
+        };
+        etcd.spawn();
+        etcd
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.client_port))
+    }
+
+    fn spawn(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new(&bins().etcd)
+            .args(["--name", "e2e", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("e2e={peer}"), "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log_file(&self.log))
+            .stderr(log_file(&self.log))
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("etcd exited ({status}) while starting; log:\n{}", tail(&self.log));
+            }
+            if get(self.addr(), "/health")
+                .is_some_and(|r| r.status() == 200 && String::from_utf8_lossy(r.body()).contains("true"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("etcd did not become healthy; log:\n{}", tail(&self.log));
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// SIGSTOP: etcd keeps its sockets but answers nothing (a hung store).
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            send_signal(c.id(), "STOP");
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            send_signal(c.id(), "CONT");
+        }
+    }
+
+    /// The raw value of `key`, read through etcd's JSON gateway.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = serde_json::json!({ "key": b64.encode(key) }).to_string();
+        let req = http::Request::post("/v3/kv/range")
+            .header("content-type", "application/json")
+            .body(Bytes::from(body))
+            .expect("range request");
+        let res = client::send(self.addr(), &req).expect("etcd range");
+        assert_eq!(res.status(), 200, "etcd range: {}", String::from_utf8_lossy(res.body()));
+        let v: serde_json::Value = serde_json::from_slice(res.body()).expect("etcd JSON");
+        let kv = v.get("kvs")?.get(0)?;
+        Some(
+            kv.get("value")
+                .and_then(|v| v.as_str())
+                .map(|s| b64.decode(s).expect("base64"))
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Every key under `prefix`.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let body =
+            serde_json::json!({"key": b64.encode(prefix), "range_end": b64.encode(&end), "keys_only": true})
+                .to_string();
+        let req = http::Request::post("/v3/kv/range").body(Bytes::from(body)).expect("range request");
+        let res = client::send(self.addr(), &req).expect("etcd range");
+        let v: serde_json::Value = serde_json::from_slice(res.body()).expect("etcd JSON");
+        v.get("kvs")
+            .and_then(|k| k.as_array())
+            .map(|kvs| {
+                kvs.iter()
+                    .filter_map(|kv| kv.get("key")?.as_str())
+                    .map(|k| String::from_utf8_lossy(&b64.decode(k).expect("base64")).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
+/// The ports one Envoy listens on.
+#[derive(Clone, Copy, Debug)]
+pub struct EnvoyPorts {
+    pub listen: u16,
+    pub sink: u16,
+    pub demo: u16,
+    pub admin: u16,
+}
+
+/// One Envoy process (`--concurrency 2`) running the filter.
+pub struct Envoy {
+    child: Option<Child>,
+    pub ports: EnvoyPorts,
+    config: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Renders `envoy/envoy.yaml.tmpl`.
+pub fn render_config(
+    ports: EnvoyPorts,
+    upstream_port: u16,
+    etcd_port: u16,
+    wasm: &Path,
+    plugin_config: &str,
+) -> String {
+    let template = std::fs::read_to_string(super::workspace_root().join("envoy/envoy.yaml.tmpl"))
+        .expect("read envoy/envoy.yaml.tmpl");
+    template
+        .replace("@LISTEN_PORT@", &ports.listen.to_string())
+        .replace("@SINK_PORT@", &ports.sink.to_string())
+        .replace("@DEMO_UPSTREAM_PORT@", &ports.demo.to_string())
+        .replace("@UPSTREAM_PORT@", &upstream_port.to_string())
+        .replace("@ADMIN_PORT@", &ports.admin.to_string())
+        .replace("@ETCD_PORT@", &etcd_port.to_string())
+        .replace("@WASM_PATH@", &wasm.display().to_string())
+        .replace("@PLUGIN_CONFIG@", plugin_config)
+}
+
+impl Envoy {
+    /// Starts an Envoy whose rendered config is written to `dir/{name}.yaml`.
+    pub fn start(dir: &Path, name: &str, config_yaml: &str, ports: EnvoyPorts) -> Envoy {
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(&config, config_yaml).expect("write envoy config");
+        let mut envoy = Envoy { child: None, ports, config, log: dir.join(format!("{name}.log")) };
+        envoy.spawn();
+        envoy
+    }
+
+    pub fn fresh_ports() -> EnvoyPorts {
+        EnvoyPorts { listen: free_port(), sink: free_port(), demo: free_port(), admin: free_port() }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.listen))
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&bins().envoy)
+            .arg("-c")
+            .arg(&self.config)
+            .args(["--concurrency", "2", "--disable-hot-restart", "--log-level", "info"])
+            .stdin(Stdio::null())
+            .stdout(log_file(&self.log))
+            .stderr(log_file(&self.log))
+            .spawn()
+            .expect("start envoy");
+        self.child = Some(child);
+        let admin = SocketAddr::from(([127, 0, 0, 1], self.ports.admin));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("envoy exited ({status}) while starting; log:\n{}", tail(&self.log));
+            }
+            if get(admin, "/ready").is_some_and(|r| r.status() == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("envoy did not become ready; log:\n{}", tail(&self.log));
+    }
+
+    /// SIGTERM and wait: a clean shutdown.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        send_signal(c.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    /// SIGKILL: no shutdown at all.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again with the same config and ports (the log is appended to).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "stop or kill Envoy before starting it again");
+        self.spawn();
+    }
+
+    pub fn send(&self, req: &http::Request<Bytes>) -> http::Response<Bytes> {
+        client::send(self.addr(), req).unwrap_or_else(|e| panic!("request to Envoy failed: {e}"))
+    }
+
+    /// Connections each worker thread accepted on the main listener (Envoy's admin stats).
+    pub fn worker_connections(&self) -> Vec<u64> {
+        let admin = SocketAddr::from(([127, 0, 0, 1], self.ports.admin));
+        let res = get(admin, "/stats?filter=downstream_cx_total").expect("Envoy admin /stats");
+        let prefix = format!("listener.127.0.0.1_{}.worker_", self.ports.listen);
+        String::from_utf8_lossy(res.body())
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(": ").next()?.trim().parse().ok())
+            .collect()
+    }
+
+    /// Lines of the log (over every run of this Envoy) that show a wasm panic or a critical
+    /// error.
+    pub fn bad_log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("panicked") || l.contains("[critical]") || l.contains("RuntimeError"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn assert_log_clean(&self) {
+        let bad = self.bad_log_lines();
+        assert!(
+            bad.is_empty(),
+            "Envoy log {} has panics or critical lines:\n{}",
+            self.log.display(),
+            bad.join("\n")
+        );
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
