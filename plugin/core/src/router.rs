@@ -1,6 +1,8 @@
 //! Method-independent routing: which resource a path names. Paths are matched on segments;
 //! SCIM endpoint names are matched case-insensitively (clients differ), ids exactly.
 
+use crate::scim::schema::ResourceKind;
+
 /// What a request path addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -23,6 +25,8 @@ pub enum ScimEndpoint<'a> {
     Schema(String),
     ResourceTypes,
     ResourceType(&'a str),
+    /// `POST …/.search` (RFC 7644 §3.4.3): on `/Users`, `/Groups`, or the root (`None`).
+    Search(Option<ResourceKind>),
     /// A path under the connection that names nothing (e.g. `/Bulk`, `/Me`).
     Unknown,
 }
@@ -44,6 +48,13 @@ pub fn route(path: &str) -> Route<'_> {
         let connection = parts.next().unwrap_or_default();
         let segs: Vec<&str> = parts.collect();
         let endpoint = match segs.as_slice() {
+            [".search"] => ScimEndpoint::Search(None),
+            [e, ".search"] if e.eq_ignore_ascii_case("Users") => {
+                ScimEndpoint::Search(Some(ResourceKind::User))
+            }
+            [e, ".search"] if e.eq_ignore_ascii_case("Groups") => {
+                ScimEndpoint::Search(Some(ResourceKind::Group))
+            }
             [e] if e.eq_ignore_ascii_case("Users") => ScimEndpoint::Users,
             [e, id] if e.eq_ignore_ascii_case("Users") => ScimEndpoint::User(id),
             [e] if e.eq_ignore_ascii_case("Groups") => ScimEndpoint::Groups,
@@ -137,6 +148,14 @@ mod tests {
         assert_eq!(
             route(&format!("/scim/v2/{c}")),
             Route::Scim { connection: c, endpoint: ScimEndpoint::Unknown }
+        );
+        assert_eq!(
+            route(&format!("/scim/v2/{c}/Groups/.search")),
+            Route::Scim { connection: c, endpoint: ScimEndpoint::Search(Some(ResourceKind::Group)) }
+        );
+        assert_eq!(
+            route(&format!("/scim/v2/{c}/.search")),
+            Route::Scim { connection: c, endpoint: ScimEndpoint::Search(None) }
         );
         assert_eq!(route("/admin/v1/tenants/acme/scim"), Route::Admin(AdminEndpoint::ScimConnection("acme")));
         assert_eq!(route("/admin/v1/tenants/acme"), Route::Admin(AdminEndpoint::Tenant("acme")));

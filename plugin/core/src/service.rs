@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::error::{ScimError, ScimResult, SCIM_CONTENT_TYPE};
 use crate::router::{self, param, Route, ScimEndpoint};
 use crate::scim::projection::{project, wants};
+use crate::scim::schema::ResourceKind;
 use crate::scim::{filter, schema};
 use crate::users::{Page, Scope};
 use crate::{admin, auth, groups, tenants, users, Env, Store};
@@ -106,23 +107,74 @@ fn no_content() -> http::Response<Bytes> {
     res
 }
 
-/// Query parameters of a SCIM request. Unknown ones (Entra's `aadOptscim062020`) are ignored.
+/// The parameters of a query (RFC 7644 §3.4.2), from the URL of a GET or the body of a
+/// POST `.search` (§3.4.3). Unknown URL parameters (Entra's `aadOptscim062020`) are ignored.
+#[derive(Default)]
 struct Query {
-    params: Vec<(String, String)>,
+    filter: Option<String>,
+    start_index: Option<String>,
+    count: Option<String>,
+    attributes: Option<String>,
+    excluded: Option<String>,
 }
 
+const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
 impl Query {
-    fn get(&self, name: &str) -> Option<&str> {
-        param(&self.params, name)
+    fn from_url(query: Option<&str>) -> Query {
+        let params = router::query_params(query);
+        let get = |n: &str| param(&params, n).map(str::to_owned);
+        Query {
+            filter: get("filter"),
+            start_index: get("startIndex"),
+            count: get("count"),
+            attributes: get("attributes"),
+            excluded: get("excludedAttributes"),
+        }
     }
+
+    fn from_search_body(body: &Value) -> ScimResult<Query> {
+        if let Some(schemas) = body.get("schemas") {
+            let ok = schemas
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(SEARCH_REQUEST_SCHEMA)));
+            if !ok {
+                return Err(ScimError::invalid_syntax(format!(
+                    "a search request's schemas must be [{SEARCH_REQUEST_SCHEMA:?}]"
+                )));
+            }
+        }
+        let text = |name: &str| -> ScimResult<Option<String>> {
+            match body.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(Value::Array(items)) => {
+                    let parts: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                    parts.map(|p| Some(p.join(","))).ok_or_else(|| {
+                        ScimError::invalid_value(format!("{name} must be an array of attribute names"))
+                    })
+                }
+                Some(_) => Err(ScimError::invalid_value(format!("{name} has the wrong type"))),
+            }
+        };
+        Ok(Query {
+            filter: text("filter")?,
+            start_index: text("startIndex")?,
+            count: text("count")?,
+            attributes: text("attributes")?,
+            excluded: text("excludedAttributes")?,
+        })
+    }
+
     fn attributes(&self) -> Option<&str> {
-        self.get("attributes")
+        self.attributes.as_deref()
     }
     fn excluded(&self) -> Option<&str> {
-        self.get("excludedAttributes")
+        self.excluded.as_deref()
     }
     fn filter(&self) -> ScimResult<Option<filter::Filter>> {
-        match self.get("filter").map(str::trim) {
+        match self.filter.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
             Some(f) => filter::parse(f).map(Some).map_err(|e| {
                 ScimError::invalid_filter(format!("invalid filter at offset {}: {}", e.offset, e.message))
@@ -132,8 +184,8 @@ impl Query {
     /// (0-based start, count), RFC 7644 §3.4.2.4: startIndex < 1 means 1, a negative count
     /// means 0, and count is clamped to the configured maximum.
     fn paging<S>(&self, env: &Env<'_, S>) -> ScimResult<(u64, u64)> {
-        let num = |name: &str| -> ScimResult<Option<i64>> {
-            match self.get(name).map(str::trim) {
+        let num = |name: &str, v: Option<&str>| -> ScimResult<Option<i64>> {
+            match v.map(str::trim) {
                 None | Some("") => Ok(None),
                 Some(v) => v
                     .parse::<i64>()
@@ -141,12 +193,49 @@ impl Query {
                     .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer, got {v:?}"))),
             }
         };
-        let start = num("startIndex")?.unwrap_or(1).max(1) as u64 - 1;
+        let start = num("startIndex", self.start_index.as_deref())?.unwrap_or(1).max(1) as u64 - 1;
         let max = env.config.max_page_size as u64;
-        let count =
-            num("count")?.map(|c| c.max(0) as u64).unwrap_or(env.config.default_page_size as u64).min(max);
+        let count = num("count", self.count.as_deref())?
+            .map(|c| c.max(0) as u64)
+            .unwrap_or(env.config.default_page_size as u64)
+            .min(max);
         Ok((start, count))
     }
+}
+
+/// Which resources a query searches.
+#[derive(Clone, Copy)]
+enum Searched {
+    Users,
+    Groups,
+    /// `POST /.search` at the root: users, then groups.
+    All,
+}
+
+async fn search<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    what: Searched,
+    q: &Query,
+) -> ScimResult<http::Response<Bytes>> {
+    let f = q.filter()?;
+    let (start, count) = q.paging(env)?;
+    // Lists carry group members only when asked for by name (see groups::query).
+    let with_members = q.attributes().is_some() && wants(q.attributes(), q.excluded(), "members");
+    let page = match what {
+        Searched::Users => users::query(env, scope, f.as_ref(), start, count).await?,
+        Searched::Groups => groups::query(env, scope, f.as_ref(), start, count, with_members).await?,
+        Searched::All => {
+            let mut page = users::query(env, scope, f.as_ref(), start, count).await?;
+            let left = count.saturating_sub(page.resources.len() as u64);
+            let group_start = start.saturating_sub(page.total);
+            let g = groups::query(env, scope, f.as_ref(), group_start, left, with_members).await?;
+            page.total += g.total;
+            page.resources.extend(g.resources);
+            page
+        }
+    };
+    Ok(scim_response(StatusCode::OK, &list_response(page, start, q)))
 }
 
 fn list_response(page: Page, start: u64, q: &Query) -> Value {
@@ -178,16 +267,11 @@ async fn scim<S: Store>(
     env: &Env<'_, S>,
     scope: &Scope<'_>,
 ) -> ScimResult<http::Response<Bytes>> {
-    let q = Query { params: router::query_params(req.uri().query()) };
+    let q = Query::from_url(req.uri().query());
     let m = req.method();
     match endpoint {
         ScimEndpoint::Users => match *m {
-            Method::GET => {
-                let f = q.filter()?;
-                let (start, count) = q.paging(env)?;
-                let page = users::query(env, scope, f.as_ref(), start, count).await?;
-                Ok(scim_response(StatusCode::OK, &list_response(page, start, &q)))
-            }
+            Method::GET => search(env, scope, Searched::Users, &q).await,
             Method::POST => {
                 let rec = users::create(env, scope, &json_body(req)?).await?;
                 Ok(single(rec.render(scope.base), &q, StatusCode::CREATED))
@@ -213,14 +297,7 @@ async fn scim<S: Store>(
             _ => Err(ScimError::method_not_allowed("GET, PUT, PATCH, DELETE")),
         },
         ScimEndpoint::Groups => match *m {
-            Method::GET => {
-                let f = q.filter()?;
-                let (start, count) = q.paging(env)?;
-                // Lists carry members only when asked for by name (see groups::query).
-                let with_members = q.attributes().is_some() && wants(q.attributes(), q.excluded(), "members");
-                let page = groups::query(env, scope, f.as_ref(), start, count, with_members).await?;
-                Ok(scim_response(StatusCode::OK, &list_response(page, start, &q)))
-            }
+            Method::GET => search(env, scope, Searched::Groups, &q).await,
             Method::POST => {
                 let (rec, members) = groups::create(env, scope, &json_body(req)?).await?;
                 Ok(single(rec.render(scope.base, Some(&members)), &q, StatusCode::CREATED))
@@ -247,6 +324,17 @@ async fn scim<S: Store>(
             }
             _ => Err(ScimError::method_not_allowed("GET, PUT, PATCH, DELETE")),
         },
+        ScimEndpoint::Search(resource) => {
+            if m != Method::POST {
+                return Err(ScimError::method_not_allowed("POST"));
+            }
+            let what = match resource {
+                Some(ResourceKind::User) => Searched::Users,
+                Some(ResourceKind::Group) => Searched::Groups,
+                None => Searched::All,
+            };
+            search(env, scope, what, &Query::from_search_body(&json_body(req)?)?).await
+        }
         ScimEndpoint::ServiceProviderConfig => {
             read_only(m)?;
             Ok(scim_response(StatusCode::OK, &service_provider_config(env, scope.base)))

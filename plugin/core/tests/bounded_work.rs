@@ -2,75 +2,10 @@
 //! Per-request store work must not grow with the tenant's size: the same requests against a
 //! tenant of 100 users and one of 10,000 users touch the same number of keys.
 
-use bytes::Bytes;
-use scim_edge_core::testing::{FixedClock, MemStore, SeqRandom};
-use scim_edge_core::{handle, Config, Env};
+mod common;
+
+use common::{tenant, Host};
 use serde_json::{json, Value};
-use sha2::Digest;
-
-const ADMIN: &str = "admin-token-for-tests";
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    scim_edge_core::testing::scenario::block_on(f).expect("the future completes without I/O")
-}
-
-struct Host {
-    store: MemStore,
-    clock: FixedClock,
-    random: SeqRandom,
-    config: Config,
-}
-
-impl Host {
-    fn new() -> Self {
-        let hash = hex::encode(sha2::Sha256::digest(ADMIN.as_bytes()));
-        let config = Config::from_json(&format!(r#"{{"adminTokenSha256":"{hash}"}}"#)).unwrap();
-        Host { store: MemStore::new(), clock: FixedClock::default(), random: SeqRandom::new(7), config }
-    }
-    fn send(&self, method: &str, uri: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "scim.test")
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/scim+json")
-            .body(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default())
-            .unwrap();
-        let env = Env { store: &self.store, clock: &self.clock, random: &self.random, config: &self.config };
-        let res = block_on(handle(req, &env));
-        let status = res.status().as_u16();
-        let body = serde_json::from_slice(res.body()).unwrap_or(Value::Null);
-        (status, body)
-    }
-    /// Store operations one request costs.
-    fn cost(&self, method: &str, uri: &str, token: &str, body: Option<Value>, want: u16) -> u64 {
-        let before = self.store.ops();
-        let (status, b) = self.send(method, uri, token, body);
-        assert_eq!(status, want, "{method} {uri}: {b}");
-        self.store.ops() - before
-    }
-}
-
-/// Returns (SCIM base path, token, user ids).
-fn tenant(h: &Host, users: usize) -> (String, String, Vec<String>) {
-    assert_eq!(
-        h.send("PUT", "/admin/v1/tenants/t", ADMIN, Some(json!({"name":"T","plan":"advanced"}))).0,
-        201
-    );
-    let (s, c) = h.send("POST", "/admin/v1/tenants/t/scim", ADMIN, None);
-    assert_eq!(s, 201);
-    let url = c["url"].as_str().unwrap();
-    let base = url.trim_start_matches("http://scim.test").to_owned();
-    let token = c["token"].as_str().unwrap().to_owned();
-    let mut ids = Vec::new();
-    for i in 0..users {
-        let body = json!({"userName": format!("user{i}@example.com"), "externalId": format!("ext-{i}")});
-        let (s, u) = h.send("POST", &format!("{base}/Users"), &token, Some(body));
-        assert_eq!(s, 201, "{u}");
-        ids.push(u["id"].as_str().unwrap().to_owned());
-    }
-    (base, token, ids)
-}
 
 fn costs(users: usize) -> Vec<(&'static str, u64)> {
     let h = Host::new();
