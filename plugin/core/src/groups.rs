@@ -125,7 +125,8 @@ pub async fn create<S: Store>(
         }
     }
     let written = async {
-        put_json(env.store, &keys::group(t, &id), &rec, Condition::Absent).await?;
+        // The id is 128 random bits: no other writer can hold it, so no create-if-absent.
+        put_json(env.store, &keys::group(t, &id), &rec, Condition::Any).await?;
         list::push(env, t, &List::Groups, std::slice::from_ref(&id)).await
     }
     .await;

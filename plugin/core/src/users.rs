@@ -130,7 +130,8 @@ pub async fn create<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, body: &Value)
         }
     }
     let written = async {
-        put_json(env.store, &keys::user(t, &id), &rec, Condition::Absent).await?;
+        // The id is 128 random bits: no other writer can hold it, so no create-if-absent.
+        put_json(env.store, &keys::user(t, &id), &rec, Condition::Any).await?;
         list::push(env, t, &List::Users, std::slice::from_ref(&id)).await
     }
     .await;
