@@ -1,1 +1,29 @@
-//! (being written)
+//! # scim-edge-host-tests
+//!
+//! Hosts that run the built scim-edge components outside their real gateways, for tests and
+//! local development:
+//! - [`SpinHost`]: wasmtime 44 (the version Spin 4.0.2 embeds) running the Spin component with
+//!   Spin's own interfaces — `spin:key-value@3.0.0`, `spin:variables@3.0.0`,
+//!   `wasi:keyvalue/{store,atomics}@0.2.0-draft2` — with Spin's semantics, a fresh instance per
+//!   request, outbound HTTP denied;
+//! - [`kv`]: Spin's key-value semantics over memory (tests) or SQLite in Spin's own table
+//!   (the dev server, `scim-edge-dev`);
+//! - [`SpinTarget`]: the shared scenario suite's [`Target`](scim_edge_core::testing::scenario::Target)
+//!   over a [`SpinHost`].
+//!
+//! `build.rs` builds the component from `plugin/spin` (release); [`COMPONENT_WASM`] is its path.
+
+mod bindings;
+mod host;
+pub mod kv;
+mod target;
+
+pub use bindings::Variables;
+pub use host::{SpinComponent, SpinHost, COMPONENT_WASM, ROUTES};
+pub use target::SpinTarget;
+
+/// Lower-case hex SHA-256 of a token: what `admin_token_sha256` expects.
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
