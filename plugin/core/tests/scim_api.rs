@@ -46,7 +46,8 @@ fn post_search_matches_get_with_the_same_query() {
     assert_eq!(h.send("GET", &format!("{base}/Users/.search"), &tok, None).0, 405);
     let (s, e) = h.send("POST", &format!("{base}/Users/.search"), &tok, Some(json!({"schemas": ["x"]})));
     assert_eq!((s, e["scimType"].as_str()), (400, Some("invalidSyntax")));
-    let (s, e) = h.send("POST", &format!("{base}/Users/.search"), &tok, Some(json!({"filter": "userName eq"})));
+    let (s, e) =
+        h.send("POST", &format!("{base}/Users/.search"), &tok, Some(json!({"filter": "userName eq"})));
     assert_eq!((s, e["scimType"].as_str()), (400, Some("invalidFilter")));
 }
 
@@ -58,7 +59,10 @@ fn paging_is_clamped_and_validated() {
     assert_eq!(s, 200);
     assert_eq!((l["startIndex"].as_u64(), l["itemsPerPage"].as_u64()), (Some(1), Some(3)));
     let (s, l) = h.send("GET", &format!("{base}/Users?count=0"), &tok, None);
-    assert_eq!((s, l["totalResults"].as_u64(), l["Resources"].as_array().map(Vec::len)), (200, Some(3), Some(0)));
+    assert_eq!(
+        (s, l["totalResults"].as_u64(), l["Resources"].as_array().map(Vec::len)),
+        (200, Some(3), Some(0))
+    );
     let (s, e) = h.send("GET", &format!("{base}/Users?count=ten"), &tok, None);
     assert_eq!((s, e["scimType"].as_str()), (400, Some("invalidValue")));
 }
@@ -72,7 +76,8 @@ fn writes_to_discovery_endpoints_are_405_with_allow() {
         assert_eq!(res.status(), 405, "{ep}");
         assert_eq!(res.headers()["allow"], "GET");
     }
-    let res = h.request("GET", &format!("{base}/Schemas/urn:ietf:params:scim:schemas:core:2.0:User"), &tok, None);
+    let res =
+        h.request("GET", &format!("{base}/Schemas/urn:ietf:params:scim:schemas:core:2.0:User"), &tok, None);
     assert_eq!(res.status(), 200);
     assert_eq!(h.send("GET", &format!("{base}/Bulk"), &tok, None).0, 404);
 }

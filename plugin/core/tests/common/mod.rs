@@ -26,7 +26,13 @@ impl Host {
         let config = Config::from_json(&format!(r#"{{"adminTokenSha256":"{hash}"}}"#)).unwrap();
         Host { store: MemStore::new(), clock: FixedClock::default(), random: SeqRandom::new(7), config }
     }
-    pub fn request(&self, method: &str, uri: &str, token: &str, body: Option<Value>) -> http::Response<Bytes> {
+    pub fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> http::Response<Bytes> {
         let req = http::Request::builder()
             .method(method)
             .uri(uri)
@@ -56,7 +62,10 @@ impl Host {
 /// Creates tenant `t` with a SCIM connection and `users` users.
 /// Returns (SCIM base path, token, user ids).
 pub fn tenant(h: &Host, users: usize) -> (String, String, Vec<String>) {
-    assert_eq!(h.send("PUT", "/admin/v1/tenants/t", ADMIN, Some(json!({"name":"T","plan":"advanced"}))).0, 201);
+    assert_eq!(
+        h.send("PUT", "/admin/v1/tenants/t", ADMIN, Some(json!({"name":"T","plan":"advanced"}))).0,
+        201
+    );
     let (s, c) = h.send("POST", "/admin/v1/tenants/t/scim", ADMIN, None);
     assert_eq!(s, 201);
     let url = c["url"].as_str().unwrap();
