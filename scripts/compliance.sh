@@ -15,7 +15,9 @@ if ! .venv/bin/python -c 'import scim2_cli' 2>/dev/null; then
   echo "compliance: installing scim2-cli==$SCIM2_CLI_VERSION into .venv" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "scim2-cli==$SCIM2_CLI_VERSION"
 fi
-cargo build --quiet -p scim-edge-host-tests --bin scim-edge-dev
+# `cargo test --workspace` builds the dev host too; building it the same way (same feature
+# unification) reuses those artefacts instead of recompiling wasmtime.
+cargo test --quiet --workspace --no-run
 DEV="$ROOT/target/debug/scim-edge-dev"
 
 WORK="$(mktemp -d)"
