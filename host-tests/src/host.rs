@@ -42,7 +42,22 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
 impl SpinComponent {
     /// Compiles `wasm` (a component file) and links it against the Spin host interfaces.
     pub fn from_file(wasm: &Path) -> anyhow::Result<Self> {
+        Self::with_config(wasm, wasmtime::Config::new())
+    }
+
+    /// [`SpinComponent::from_file`] with wasmtime's pooling instance allocator, which `spin up`
+    /// uses by default (`spin-core`'s `Config`): instances reuse pre-mapped memory slots instead
+    /// of an `mmap`/`munmap` per request. For measurements (`benches/spin_inprocess.rs`); the
+    /// tests keep the on-demand allocator, which reserves no address space up front.
+    pub fn from_file_pooling(wasm: &Path) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+            wasmtime::PoolingAllocationConfig::default(),
+        ));
+        Self::with_config(wasm, config)
+    }
+
+    fn with_config(wasm: &Path, mut config: wasmtime::Config) -> anyhow::Result<Self> {
         config.wasm_component_model_async(true);
         let engine = Engine::new(&config).map_err(wt)?;
         let component = Component::from_file(&engine, wasm)

@@ -2,7 +2,13 @@
 //!
 //! ```text
 //! cargo run -p scim-edge-host-tests --bin scim-edge-dev [-- --listen 127.0.0.1:8787] [--public-base-url URL]
+//!     [--component PATH] [--no-demo]
 //! ```
+//!
+//! `--component` serves another component build than the one `build.rs` made (the benchmark,
+//! `bench/run.sh`, serves the exact `.wasm` it measures, and a no-op component as the host's
+//! floor); `--no-demo` skips bootstrapping the demo tenant (needed for a component that is not
+//! scim-edge).
 //!
 //! State lives in `./.scim-edge/` (created on first start):
 //! - `sqlite_key_value.db` — Spin's key-value table (`spin_key_value`), as `spin up` keeps it in
@@ -42,10 +48,17 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 struct Args {
     listen: SocketAddr,
     public_base_url: String,
+    component: PathBuf,
+    demo: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { listen: SocketAddr::from(([127, 0, 0, 1], 8787)), public_base_url: String::new() };
+    let mut args = Args {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+        public_base_url: String::new(),
+        component: PathBuf::from(COMPONENT_WASM),
+        demo: true,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -53,9 +66,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--public-base-url" => {
                 args.public_base_url = it.next().context("--public-base-url needs a URL")?
             }
+            "--component" => args.component = it.next().context("--component needs a path")?.into(),
+            "--no-demo" => args.demo = false,
             "-h" | "--help" => {
                 println!(
                     "scim-edge-dev [--listen 127.0.0.1:8787] [--public-base-url https://public.example]\n\
+                     \x20             [--component {COMPONENT_WASM}] [--no-demo]\n\
                      Runs the scim-edge Spin component with state in ./{STATE_DIR}/"
                 );
                 std::process::exit(0);
@@ -184,8 +200,8 @@ async fn main() -> anyhow::Result<()> {
     let kv = SqliteKv::open(&dir.join("sqlite_key_value.db"))?;
 
     let started = Instant::now();
-    let component = SpinComponent::from_file(Path::new(COMPONENT_WASM))?;
-    eprintln!("compiled {COMPONENT_WASM} in {} ms", started.elapsed().as_millis());
+    let component = SpinComponent::from_file(&args.component)?;
+    eprintln!("compiled {} in {} ms", args.component.display(), started.elapsed().as_millis());
     let variables = Variables::scim_edge()
         .with("admin_token_sha256", sha256_hex(&token))
         .with("public_base_url", args.public_base_url.clone());
@@ -194,6 +210,10 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
+    if !args.demo {
+        println!("{} listening on http://{local} (no demo tenant)", args.component.display());
+        return serve(listener, host).await;
+    }
     let conn = bootstrap(&host, &local.to_string(), &token, &dir.join("demo-scim.json")).await?;
     let url = conn.get("url").and_then(Value::as_str).unwrap_or_default();
     let secret = conn.get("token").and_then(Value::as_str).unwrap_or_default();
@@ -205,7 +225,10 @@ async fn main() -> anyhow::Result<()> {
     println!("  Secret Token:     {secret}");
     println!("  try:              curl -H 'Authorization: Bearer {secret}' '{url}/Users'");
     println!("Ctrl-C to stop.");
+    serve(listener, host).await
+}
 
+async fn serve(listener: TcpListener, host: SpinHost) -> anyhow::Result<()> {
     let host = Arc::new(host);
     let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
     loop {

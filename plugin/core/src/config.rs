@@ -6,10 +6,21 @@
 //!  "defaultPageSize": 100, "maxPageSize": 1000}
 //! ```
 //! Without `adminTokenSha256` the admin API is off (every `/admin/` request gets 404).
+//!
+//! Input limits (see [`crate::limits`] for what each bounds and the answer when exceeded),
+//! each optional with a safe default and an accepted range:
+//! `maxBodyBytes`, `maxJsonDepth`, `maxFilterLength`, `maxFilterDepth`, `maxPatchOperations`,
+//! `maxMembersPerRequest`, `maxAttributesPerResource`, `maxValueBytes`, `maxResourceBytes`.
+//!
+//! `"rateLimit": {"requestsPerSecond": 50, "burst": 500}` turns on the per-tenant rate limit
+//! ([`crate::rate`]; both keys optional, those are the defaults; `null` or absent: off).
 
 use std::fmt;
 
 use serde::Deserialize;
+
+use crate::limits::{Limits, RANGES};
+use crate::rate::RateLimit;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -20,6 +31,9 @@ pub struct Config {
     pub public_base_url: Option<String>,
     pub default_page_size: usize,
     pub max_page_size: usize,
+    pub limits: Limits,
+    /// Per-tenant token bucket; `None`: off (the default, see [`crate::rate`]).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for Config {
@@ -29,6 +43,8 @@ impl Default for Config {
             public_base_url: None,
             default_page_size: 100,
             max_page_size: 1000,
+            limits: Limits::default(),
+            rate_limit: None,
         }
     }
 }
@@ -43,25 +59,37 @@ impl fmt::Display for ConfigError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Raw {
     admin_token_sha256: Option<String>,
     public_base_url: Option<String>,
     default_page_size: Option<usize>,
     max_page_size: Option<usize>,
+    max_body_bytes: Option<usize>,
+    max_json_depth: Option<usize>,
+    max_filter_length: Option<usize>,
+    max_filter_depth: Option<usize>,
+    max_patch_operations: Option<usize>,
+    max_members_per_request: Option<usize>,
+    max_attributes_per_resource: Option<usize>,
+    max_value_bytes: Option<usize>,
+    max_resource_bytes: Option<usize>,
+    rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRateLimit {
+    requests_per_second: Option<u32>,
+    burst: Option<u32>,
 }
 
 impl Config {
     pub fn from_json(json: &str) -> Result<Config, ConfigError> {
         let json = json.trim();
         let raw: Raw = if json.is_empty() {
-            Raw {
-                admin_token_sha256: None,
-                public_base_url: None,
-                default_page_size: None,
-                max_page_size: None,
-            }
+            Raw::default()
         } else {
             serde_json::from_str(json).map_err(|e| ConfigError(e.to_string()))?
         };
@@ -102,7 +130,64 @@ impl Config {
                 "defaultPageSize ({default_page_size}) is larger than maxPageSize ({max_page_size})"
             )));
         }
-        Ok(Config { admin_token_sha256, public_base_url, default_page_size, max_page_size })
+        let dl = Limits::default();
+        let limits = Limits {
+            max_body_bytes: raw.max_body_bytes.unwrap_or(dl.max_body_bytes),
+            max_json_depth: raw.max_json_depth.unwrap_or(dl.max_json_depth),
+            max_filter_length: raw.max_filter_length.unwrap_or(dl.max_filter_length),
+            max_filter_depth: raw.max_filter_depth.unwrap_or(dl.max_filter_depth),
+            max_patch_operations: raw.max_patch_operations.unwrap_or(dl.max_patch_operations),
+            max_members_per_request: raw.max_members_per_request.unwrap_or(dl.max_members_per_request),
+            max_attributes_per_resource: raw
+                .max_attributes_per_resource
+                .unwrap_or(dl.max_attributes_per_resource),
+            max_value_bytes: raw.max_value_bytes.unwrap_or(dl.max_value_bytes),
+            max_resource_bytes: raw.max_resource_bytes.unwrap_or(dl.max_resource_bytes),
+        };
+        for ((key, value), (_, min, max)) in limits.by_key().into_iter().zip(RANGES) {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError(format!("{key} must be between {min} and {max}, got {value}")));
+            }
+        }
+        if limits.max_value_bytes > limits.max_resource_bytes {
+            return Err(ConfigError(format!(
+                "maxValueBytes ({}) is larger than maxResourceBytes ({})",
+                limits.max_value_bytes, limits.max_resource_bytes
+            )));
+        }
+        if limits.max_resource_bytes > limits.max_body_bytes {
+            return Err(ConfigError(format!(
+                "maxResourceBytes ({}) is larger than maxBodyBytes ({}): a PUT of a stored resource would not fit",
+                limits.max_resource_bytes, limits.max_body_bytes
+            )));
+        }
+        let rate_limit = match raw.rate_limit {
+            None => None,
+            Some(r) => {
+                let d = RateLimit::default();
+                let rl = RateLimit {
+                    requests_per_second: r.requests_per_second.unwrap_or(d.requests_per_second),
+                    burst: r.burst.unwrap_or(d.burst),
+                };
+                if !(1..=1_000_000).contains(&rl.requests_per_second) || !(1..=10_000_000).contains(&rl.burst)
+                {
+                    return Err(ConfigError(format!(
+                        "rateLimit.requestsPerSecond must be 1..=1000000 and rateLimit.burst 1..=10000000, \
+                         got {} and {}",
+                        rl.requests_per_second, rl.burst
+                    )));
+                }
+                Some(rl)
+            }
+        };
+        Ok(Config {
+            admin_token_sha256,
+            public_base_url,
+            default_page_size,
+            max_page_size,
+            limits,
+            rate_limit,
+        })
     }
 }
 
@@ -125,6 +210,57 @@ mod tests {
         let e = Config::from_json(r#"{"publicBaseUrl": "ftp://x"}"#).err();
         assert!(e.is_some_and(|e| e.0.contains("publicBaseUrl")));
         assert!(Config::from_json(r#"{"adminToken": "x"}"#).is_err());
+        let e = Config::from_json(r#"{"maxFilterDepth": 33}"#).err();
+        assert!(e.is_some_and(|e| e.0.contains("maxFilterDepth must be between 1 and 32")));
+        let e = Config::from_json(r#"{"maxBodyBytes": 0}"#).err();
+        assert!(e.is_some_and(|e| e.0.contains("maxBodyBytes")));
+        let e = Config::from_json(r#"{"maxValueBytes": 100000, "maxResourceBytes": 65536}"#).err();
+        assert!(e.is_some_and(|e| e.0.contains("larger than maxResourceBytes")));
+        let e = Config::from_json(r#"{"maxResourceBytes": 2000000}"#).err();
+        assert!(e.is_some_and(|e| e.0.contains("larger than maxBodyBytes")));
+    }
+
+    #[test]
+    fn rate_limit_is_off_unless_configured() {
+        assert_eq!(Config::default().rate_limit, None);
+        assert_eq!(Config::from_json(r#"{"rateLimit": null}"#).unwrap().rate_limit, None);
+        let c = Config::from_json(r#"{"rateLimit": {}}"#).unwrap();
+        assert_eq!(c.rate_limit, Some(RateLimit { requests_per_second: 50, burst: 500 }));
+        let c = Config::from_json(r#"{"rateLimit": {"requestsPerSecond": 25, "burst": 40}}"#).unwrap();
+        assert_eq!(c.rate_limit, Some(RateLimit { requests_per_second: 25, burst: 40 }));
+        assert!(Config::from_json(r#"{"rateLimit": {"requestsPerSecond": 0}}"#).is_err());
+        assert!(Config::from_json(r#"{"rateLimit": {"rps": 5}}"#).is_err());
+    }
+
+    #[test]
+    fn limits_have_safe_defaults_and_parse() {
+        let d = Config::default().limits;
+        assert_eq!((d.max_body_bytes, d.max_json_depth, d.max_filter_length), (1 << 20, 32, 4096));
+        assert_eq!((d.max_filter_depth, d.max_patch_operations, d.max_members_per_request), (16, 256, 1000));
+        assert_eq!(
+            (d.max_attributes_per_resource, d.max_value_bytes, d.max_resource_bytes),
+            (1000, 16384, 65536)
+        );
+        let c = Config::from_json(
+            r#"{"maxBodyBytes": 8192, "maxJsonDepth": 10, "maxFilterLength": 300, "maxFilterDepth": 2,
+                "maxPatchOperations": 3, "maxMembersPerRequest": 4, "maxAttributesPerResource": 20,
+                "maxValueBytes": 500, "maxResourceBytes": 5000}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_body_bytes: 8192,
+                max_json_depth: 10,
+                max_filter_length: 300,
+                max_filter_depth: 2,
+                max_patch_operations: 3,
+                max_members_per_request: 4,
+                max_attributes_per_resource: 20,
+                max_value_bytes: 500,
+                max_resource_bytes: 5000,
+            }
+        );
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct ScimError {
     pub challenge: bool,
     /// Adds `Allow` (405 answers).
     pub allow: Option<&'static str>,
+    /// Adds `Retry-After`, in seconds (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -54,7 +56,14 @@ pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 
 impl ScimError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        ScimError { status, scim_type: None, detail: detail.into(), challenge: false, allow: None }
+        ScimError {
+            status,
+            scim_type: None,
+            detail: detail.into(),
+            challenge: false,
+            allow: None,
+            retry_after: None,
+        }
     }
     pub fn typed(scim_type: ScimType, detail: impl Into<String>) -> Self {
         ScimError {
@@ -105,7 +114,9 @@ impl ScimError {
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the directory store is unavailable; retry later (nothing was changed)",
+            // Not "nothing was changed": the store has no transactions, and a write that failed
+            // half-way may have left part of itself (SECURITY.md, residual risks).
+            "the directory store is unavailable; retry later",
         )
     }
     pub fn internal(detail: impl Into<String>) -> Self {
@@ -131,6 +142,9 @@ impl ScimError {
         }
         if let Some(allow) = self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

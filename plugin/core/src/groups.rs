@@ -13,7 +13,7 @@ use crate::scim::patch::{self, MemberChange};
 use crate::scim::schema::{self, ResourceKind};
 use crate::store::{get_json, put_json, Condition, Store, StoreError, Version};
 use crate::users::{self, comp_str, etag, paginate, Page, Scope};
-use crate::{list, time, Env};
+use crate::{limits, list, time, Env};
 
 const RETRIES: usize = 8;
 
@@ -105,6 +105,8 @@ pub async fn create<S: Store>(
 ) -> ScimResult<(GroupRecord, Vec<String>)> {
     let mut attrs = schema::normalize(ResourceKind::Group, body)?;
     let members = take_members(&mut attrs)?;
+    limits::check_members(members.len(), &env.config.limits)?;
+    limits::check_resource(&attrs, &env.config.limits)?;
     let t = scope.tenant;
     check_members(env, t, &members).await?;
     let id = crate::tenants::random_hex(env, 16)?;
@@ -116,26 +118,25 @@ pub async fn create<S: Store>(
         version: 1,
         attributes: attrs,
     };
+    // Record, index entries, list position: in this order for the reason given in
+    // `users::create`.
+    put_json(env.store, &keys::group(t, &id), &rec, Condition::Any).await?;
     let name = rec.display_name().unwrap_or_default().to_owned();
-    index::claim(env, t, Index::GroupName, &name, &id).await?;
-    if let Some(ext) = rec.external_id().map(str::to_owned) {
-        if let Err(e) = index::claim(env, t, Index::GroupExternalId, &ext, &id).await {
-            let _ = index::release(env, t, Index::GroupName, &name, &id).await;
-            return Err(e);
+    let ext = rec.external_id().map(str::to_owned);
+    let indexed = async {
+        index::claim(env, t, Index::GroupName, &name, &id).await?;
+        if let Some(ext) = &ext {
+            index::claim(env, t, Index::GroupExternalId, ext, &id).await?;
         }
-    }
-    let written = async {
-        // The id is 128 random bits: no other writer can hold it, so no create-if-absent.
-        put_json(env.store, &keys::group(t, &id), &rec, Condition::Any).await?;
         list::push(env, t, &List::Groups, std::slice::from_ref(&id)).await
     }
     .await;
-    if let Err(e) = written {
-        let _ = env.store.delete(&keys::group(t, &id), Condition::Any).await;
+    if let Err(e) = indexed {
         let _ = index::release(env, t, Index::GroupName, &name, &id).await;
-        if let Some(ext) = rec.external_id() {
+        if let Some(ext) = &ext {
             let _ = index::release(env, t, Index::GroupExternalId, ext, &id).await;
         }
+        let _ = env.store.delete(&keys::group(t, &id), Condition::Any).await;
         return Err(e);
     }
     add_members(env, t, &id, &members).await?;
@@ -256,6 +257,7 @@ where
         if attrs == old.attributes {
             return Ok(old);
         }
+        limits::check_resource(&attrs, &env.config.limits)?;
         let rec = GroupRecord {
             attributes: attrs,
             last_modified: time::rfc3339(env.clock.now_millis()),
@@ -298,8 +300,17 @@ where
 /// PATCH: attribute ops on the record, member ops on the membership keys. Answers 204.
 pub async fn patch<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body: &Value) -> ScimResult<()> {
     let t = scope.tenant;
+    limits::check_patch_operations(body, &env.config.limits)?;
     let ops = patch::parse_request(body)?;
     let (attr_ops, changes) = patch::split_members(ops)?;
+    let named: usize = changes
+        .iter()
+        .map(|c| match c {
+            MemberChange::Add(ids) | MemberChange::Remove(ids) | MemberChange::Replace(ids) => ids.len(),
+            MemberChange::RemoveAll => 0,
+        })
+        .sum();
+    limits::check_members(named, &env.config.limits)?;
     if load(env, t, id).await?.is_none() {
         return Err(not_found(id));
     }
@@ -349,6 +360,7 @@ pub async fn replace<S: Store>(
     let t = scope.tenant;
     let mut attrs = schema::normalize(ResourceKind::Group, body)?;
     let new_members = take_members(&mut attrs)?;
+    limits::check_members(new_members.len(), &env.config.limits)?;
     if load(env, t, id).await?.is_none() {
         return Err(not_found(id));
     }

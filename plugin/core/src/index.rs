@@ -19,6 +19,13 @@ pub async fn lookup<S: Store>(
 
 /// Claims `value` for `id`. Claiming a value already held by the same id succeeds (retries
 /// are idempotent); held by another id → 409 uniqueness.
+///
+/// An entry held by an id whose record does not exist is taken over (compare-and-swap on the
+/// entry's version). Creates write their record *before* claiming (see `users::create`), and
+/// deletes remove the record before releasing, so such an entry can only be the leftover of a
+/// request that failed half-way — a store outage between the claim and its undo. Without the
+/// take-over that value would answer 409 for ever, and Entra, whose create timed out, would
+/// retry into that 409 for ever too.
 pub async fn claim<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -27,16 +34,39 @@ pub async fn claim<S: Store>(
     id: &str,
 ) -> ScimResult<()> {
     let key = keys::index(tenant, ix, value);
-    match env.store.put(&key, id.as_bytes(), Condition::Absent).await {
-        Ok(_) => Ok(()),
-        Err(StoreError::Conflict) => match env.store.get(&key).await? {
-            Some(v) if v.value == id.as_bytes() => Ok(()),
-            _ => Err(ScimError::uniqueness(format!(
-                "{} {value:?} is already in use in this tenant",
-                label(ix)
-            ))),
-        },
-        Err(e) => Err(e.into()),
+    let taken = || ScimError::uniqueness(format!("{} {value:?} is already in use in this tenant", label(ix)));
+    for _ in 0..CLAIM_ATTEMPTS {
+        match env.store.put(&key, id.as_bytes(), Condition::Absent).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Released meanwhile: try again.
+        let Some(held) = env.store.get(&key).await? else { continue };
+        if held.value == id.as_bytes() {
+            return Ok(());
+        }
+        let holder = String::from_utf8_lossy(&held.value);
+        if keys::valid_id(&holder) && env.store.get(&record_key(tenant, ix, &holder)).await?.is_some() {
+            return Err(taken());
+        }
+        match env.store.put(&key, id.as_bytes(), Condition::Version(held.version)).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Rounds of create-if-absent / take-over before a contended claim gives up (409, retry).
+const CLAIM_ATTEMPTS: usize = 4;
+
+/// The record an index entry of `ix` refers to.
+fn record_key(tenant: &str, ix: Index, id: &str) -> String {
+    match ix {
+        Index::UserName | Index::UserExternalId => keys::user(tenant, id),
+        Index::GroupName | Index::GroupExternalId => keys::group(tenant, id),
     }
 }
 

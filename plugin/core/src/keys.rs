@@ -14,6 +14,7 @@
 //! v1/t/{tenant}/list/{list}/pos/{id}         an id's position in the list
 //! v1/t/{tenant}/lock/{list}                  lease that serialises a list's mutations
 //!     list = users, groups, members.{group}
+//! v1/t/{tenant}/rate                         the tenant's rate-limit token bucket (when rateLimit is on)
 //! ```
 //!
 //! Tenant names are validated by [`valid_tenant`] before they reach a key; resource ids are
@@ -85,7 +86,11 @@ pub enum Index {
 }
 
 impl Index {
-    fn name(self) -> &'static str {
+    pub const ALL: [Index; 4] =
+        [Index::UserName, Index::UserExternalId, Index::GroupName, Index::GroupExternalId];
+
+    /// The index's name in its keys (`v1/t/{tenant}/ix/{name}/…`).
+    pub fn name(self) -> &'static str {
         match self {
             Index::UserName => "userName",
             Index::UserExternalId => "userExternalId",
@@ -101,6 +106,11 @@ impl Index {
 pub fn index(t: &str, ix: Index, value: &str) -> String {
     let v = if ix.case_insensitive() { value.to_lowercase() } else { value.to_owned() };
     format!("v1/t/{t}/ix/{}/{}", ix.name(), segment(&v))
+}
+
+/// The tenant's token bucket (`crate::rate`).
+pub fn rate(t: &str) -> String {
+    format!("v1/t/{t}/rate")
 }
 
 pub fn membership(t: &str, group: &str, user: &str) -> String {
@@ -119,7 +129,8 @@ pub enum List {
 }
 
 impl List {
-    fn name(&self) -> String {
+    /// The list's name in its keys (`users`, `groups`, `members.{group}`).
+    pub fn name(&self) -> String {
         match self {
             List::Users => "users".into(),
             List::Groups => "groups".into(),
@@ -140,6 +151,144 @@ impl List {
     }
 }
 
+/// A key of the layout above, taken apart (the inverse of the functions of this module), for
+/// tools that read a whole store: [`crate::consistency`], the operator's `scim-edge-fsck`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key<'a> {
+    Tenant(&'a str),
+    Connection(&'a str),
+    User {
+        tenant: &'a str,
+        id: &'a str,
+    },
+    Group {
+        tenant: &'a str,
+        id: &'a str,
+    },
+    /// `segment` is the escaped (possibly hashed) value, as in the key.
+    Index {
+        tenant: &'a str,
+        index: Index,
+        segment: &'a str,
+    },
+    Membership {
+        tenant: &'a str,
+        group: &'a str,
+        user: &'a str,
+    },
+    UserGroups {
+        tenant: &'a str,
+        user: &'a str,
+    },
+    ListLen {
+        tenant: &'a str,
+        list: List,
+    },
+    ListChunk {
+        tenant: &'a str,
+        list: List,
+        n: u64,
+    },
+    ListPos {
+        tenant: &'a str,
+        list: List,
+        id: &'a str,
+    },
+    Lock {
+        tenant: &'a str,
+        list: List,
+    },
+    Rate {
+        tenant: &'a str,
+    },
+}
+
+impl Key<'_> {
+    /// The tenant the key belongs to (its owner, for `v1/tenant/{t}`); `None` for connections.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Key::Connection(_) => None,
+            Key::Tenant(tenant)
+            | Key::User { tenant, .. }
+            | Key::Group { tenant, .. }
+            | Key::Index { tenant, .. }
+            | Key::Membership { tenant, .. }
+            | Key::UserGroups { tenant, .. }
+            | Key::ListLen { tenant, .. }
+            | Key::ListChunk { tenant, .. }
+            | Key::ListPos { tenant, .. }
+            | Key::Lock { tenant, .. }
+            | Key::Rate { tenant } => Some(tenant),
+        }
+    }
+}
+
+fn parse_list(name: &str) -> Option<List> {
+    match name {
+        "users" => Some(List::Users),
+        "groups" => Some(List::Groups),
+        _ => name.strip_prefix("members.").filter(|g| valid_id(g)).map(|g| List::Members(g.to_owned())),
+    }
+}
+
+/// Takes a key apart; `None` for anything that is not exactly a key of this layout (wrong
+/// shape, invalid tenant name or id, an unescaped segment).
+pub fn parse(key: &str) -> Option<Key<'_>> {
+    let rest = key.strip_prefix("v1/")?;
+    if let Some(t) = rest.strip_prefix("tenant/") {
+        return valid_tenant(t).then_some(Key::Tenant(t));
+    }
+    if let Some(c) = rest.strip_prefix("conn/") {
+        return valid_id(c).then_some(Key::Connection(c));
+    }
+    let rest = rest.strip_prefix("t/")?;
+    let (tenant, rest) = rest.split_once('/')?;
+    if !valid_tenant(tenant) {
+        return None;
+    }
+    let parts: Vec<&str> = rest.split('/').collect();
+    let key = match parts.as_slice() {
+        ["u", id] if valid_id(id) => Key::User { tenant, id },
+        ["g", id] if valid_id(id) => Key::Group { tenant, id },
+        ["ix", name, seg] if is_segment(seg) => {
+            let index = Index::ALL.into_iter().find(|i| i.name() == *name)?;
+            Key::Index { tenant, index, segment: seg }
+        }
+        ["m", group, user] if valid_id(group) && valid_id(user) => Key::Membership { tenant, group, user },
+        ["ug", user] if valid_id(user) => Key::UserGroups { tenant, user },
+        ["list", list, "len"] => Key::ListLen { tenant, list: parse_list(list)? },
+        ["list", list, "c", n] if is_decimal(n) => {
+            Key::ListChunk { tenant, list: parse_list(list)?, n: n.parse().ok()? }
+        }
+        ["list", list, "pos", id] if valid_id(id) => Key::ListPos { tenant, list: parse_list(list)?, id },
+        ["lock", list] => Key::Lock { tenant, list: parse_list(list)? },
+        ["rate"] => Key::Rate { tenant },
+        _ => return None,
+    };
+    Some(key)
+}
+
+/// A chunk number as `chunk_key` writes it: decimal, no leading zero.
+fn is_decimal(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 20
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && (n == "0" || !n.starts_with('0'))
+}
+
+/// Whether `s` could be a [`segment`] output.
+fn is_segment(s: &str) -> bool {
+    if let Some(h) = s.strip_prefix('~') {
+        return h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    }
+    !s.is_empty()
+        && s.len() <= MAX_SEGMENT
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b'%'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +301,50 @@ mod tests {
         assert!(segment(&"x".repeat(1000)).len() < 80);
         assert_eq!(index("t1", Index::UserName, "Bob@X.com"), "v1/t/t1/ix/userName/bob@x.com");
         assert_ne!(index("t1", Index::UserExternalId, "A"), index("t1", Index::UserExternalId, "a"));
+    }
+
+    #[test]
+    fn every_key_parses_back() {
+        let (t, id, g) = ("acme.1", "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210");
+        let members = List::Members(g.to_owned());
+        let cases = [
+            (tenant(t), Key::Tenant(t)),
+            (connection(id), Key::Connection(id)),
+            (user(t, id), Key::User { tenant: t, id }),
+            (group(t, g), Key::Group { tenant: t, id: g }),
+            (membership(t, g, id), Key::Membership { tenant: t, group: g, user: id }),
+            (user_groups(t, id), Key::UserGroups { tenant: t, user: id }),
+            (List::Users.len_key(t), Key::ListLen { tenant: t, list: List::Users }),
+            (List::Groups.chunk_key(t, 12), Key::ListChunk { tenant: t, list: List::Groups, n: 12 }),
+            (members.chunk_key(t, 0), Key::ListChunk { tenant: t, list: members.clone(), n: 0 }),
+            (members.pos_key(t, id), Key::ListPos { tenant: t, list: members.clone(), id }),
+            (members.lock_key(t), Key::Lock { tenant: t, list: members.clone() }),
+            (rate(t), Key::Rate { tenant: t }),
+        ];
+        for (key, want) in cases {
+            assert_eq!(parse(&key), Some(want), "{key}");
+        }
+        for value in ["Bob@X.com", "a/b", "..", "x\0y", &"é".repeat(300), "\u{202e}evil"] {
+            for ix in Index::ALL {
+                let key = index(t, ix, value);
+                assert!(matches!(parse(&key), Some(Key::Index { index, .. }) if index == ix), "{key}");
+            }
+        }
+        for bad in [
+            "v1/t/a/b/u/x",
+            "v1/t/../u/0123456789abcdef0123456789abcdef",
+            "v1/tenant/a/b",
+            "v1/t/t/u/0123456789ABCDEF0123456789ABCDEF",
+            "v1/t/t/ix/userName/a/b",
+            "v1/t/t/ix/other/a",
+            "v1/t/t/list/c/01",
+            "v1/t/t/list/users/c/01",
+            "v1/t/t/list/members.x/len",
+            "v2/tenant/t",
+            "claim/v1/tenant/t",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -15,12 +15,15 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod consistency;
 pub mod error;
 pub mod groups;
 pub mod index;
 pub mod keys;
 pub mod lifecycle;
+pub mod limits;
 pub mod list;
+pub mod rate;
 pub mod router;
 pub mod scim;
 pub mod store;

@@ -124,7 +124,9 @@ pub async fn push<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, ids: &[
     }
     let held = acquire(env, tenant, list).await?;
     let result = push_locked(env, tenant, list, ids).await;
-    held.release(env).await?;
+    // The change's own outcome decides; a lease that could not be released expires by
+    // itself (reporting the change as failed would make the caller undo a change that held).
+    let _ = held.release(env).await;
     result
 }
 
@@ -165,7 +167,9 @@ pub async fn remove<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, ids: 
     }
     let held = acquire(env, tenant, list).await?;
     let result = remove_locked(env, tenant, list, ids).await;
-    held.release(env).await?;
+    // The change's own outcome decides; a lease that could not be released expires by
+    // itself (reporting the change as failed would make the caller undo a change that held).
+    let _ = held.release(env).await;
     result
 }
 

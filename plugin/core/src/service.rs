@@ -5,12 +5,13 @@ use http::{header, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::error::{ScimError, ScimResult, SCIM_CONTENT_TYPE};
+use crate::limits::{self, Limits};
 use crate::router::{self, param, Route, ScimEndpoint};
 use crate::scim::projection::{project, wants};
 use crate::scim::schema::ResourceKind;
 use crate::scim::{filter, schema};
 use crate::users::{Page, Scope};
-use crate::{admin, auth, groups, tenants, users, Env, Store};
+use crate::{admin, auth, groups, rate, tenants, users, Env, Store};
 
 /// The core's one entry point: every request gets a response, every failure a SCIM error.
 pub async fn handle<S: Store>(req: http::Request<Bytes>, env: &Env<'_, S>) -> http::Response<Bytes> {
@@ -25,13 +26,21 @@ async fn dispatch<S: Store>(
     env: &Env<'_, S>,
 ) -> ScimResult<http::Response<Bytes>> {
     let public_base = public_base(req, env);
-    match router::route(req.uri().path()) {
+    let route = router::route(req.uri().path());
+    if route != Route::Other {
+        // Before authentication and parsing: an oversized or deeply nested body costs nothing.
+        limits::check_body(req.body(), &env.config.limits)?;
+    }
+    match route {
         Route::Other => Err(ScimError::not_found(
             "no such endpoint: SCIM is served under /scim/v2/{connection}/ and the admin API under /admin/v1/",
         )),
         Route::Admin(endpoint) => admin::handle(endpoint, req, env, &public_base).await,
         Route::Scim { connection, endpoint } => {
             let who = tenants::authenticate(env, connection, auth::bearer(req.headers())).await?;
+            if let Some(limit) = env.config.rate_limit {
+                rate::admit(env, &who.tenant, limit).await?;
+            }
             let base = admin::scim_url(&public_base, &who.connection);
             let scope = Scope { tenant: &who.tenant, base: &base };
             scim(endpoint, req, env, &scope).await
@@ -173,12 +182,20 @@ impl Query {
     fn excluded(&self) -> Option<&str> {
         self.excluded.as_deref()
     }
-    fn filter(&self) -> ScimResult<Option<filter::Filter>> {
+    fn filter(&self, limits: &Limits) -> ScimResult<Option<filter::Filter>> {
         match self.filter.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
-            Some(f) => filter::parse(f).map(Some).map_err(|e| {
-                ScimError::invalid_filter(format!("invalid filter at offset {}: {}", e.offset, e.message))
-            }),
+            Some(f) => {
+                limits::check_filter_length(f, limits)?;
+                let parsed = filter::parse_with_depth(f, limits.max_filter_depth, Some("maxFilterDepth"))
+                    .map_err(|e| {
+                        ScimError::invalid_filter(format!(
+                            "invalid filter at offset {}: {}",
+                            e.offset, e.message
+                        ))
+                    })?;
+                Ok(Some(parsed))
+            }
         }
     }
     /// (0-based start, count), RFC 7644 §3.4.2.4: startIndex < 1 means 1, a negative count
@@ -218,7 +235,7 @@ async fn search<S: Store>(
     what: Searched,
     q: &Query,
 ) -> ScimResult<http::Response<Bytes>> {
-    let f = q.filter()?;
+    let f = q.filter(&env.config.limits)?;
     let (start, count) = q.paging(env)?;
     // Lists carry group members only when asked for by name (see groups::query).
     let with_members = q.attributes().is_some() && wants(q.attributes(), q.excluded(), "members");
@@ -379,7 +396,8 @@ fn service_provider_config<S>(env: &Env<'_, S>, base: &str) -> Value {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        // No /Bulk; maxPayloadSize still tells a client the largest body any request may have.
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": env.config.limits.max_body_bytes},
         "filter": {"supported": true, "maxResults": env.config.max_page_size},
         "changePassword": {"supported": false},
         "sort": {"supported": false},

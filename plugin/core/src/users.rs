@@ -11,7 +11,7 @@ use crate::scim::filter::{self, Filter};
 use crate::scim::patch;
 use crate::scim::schema::{self, ResourceKind};
 use crate::store::{get_json, put_json, Condition, Store, StoreError, Version};
-use crate::{list, time, Env};
+use crate::{limits, list, time, Env};
 
 /// How often a write that lost a race to a concurrent one is retried.
 const RETRIES: usize = 8;
@@ -106,6 +106,7 @@ fn settle_state(state: UserState, attrs: &mut Map<String, Value>) -> UserState {
 
 pub async fn create<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, body: &Value) -> ScimResult<UserRecord> {
     let mut attrs = schema::normalize(ResourceKind::User, body)?;
+    limits::check_resource(&attrs, &env.config.limits)?;
     let id = crate::tenants::random_hex(env, 16)?;
     let now = time::rfc3339(env.clock.now_millis());
     let state = UserState::provisioned(attrs.get("active").and_then(Value::as_bool));
@@ -121,27 +122,31 @@ pub async fn create<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, body: &Value)
         attributes: attrs,
     };
     let t = scope.tenant;
+    // The record first, then its index entries, then its list position: an index entry never
+    // points at a record that is not written yet, so `index::claim` may take over entries
+    // whose record is missing (leftovers of a request that failed half-way) instead of
+    // answering 409 for ever. The id is 128 random bits: no other writer can hold it, so no
+    // create-if-absent.
+    put_json(env.store, &keys::user(t, &id), &rec, Condition::Any).await?;
     let user_name = rec.user_name().unwrap_or_default().to_owned();
-    index::claim(env, t, Index::UserName, &user_name, &id).await?;
-    if let Some(ext) = rec.external_id().map(str::to_owned) {
-        if let Err(e) = index::claim(env, t, Index::UserExternalId, &ext, &id).await {
-            let _ = index::release(env, t, Index::UserName, &user_name, &id).await;
-            return Err(e);
+    let ext = rec.external_id().map(str::to_owned);
+    let indexed = async {
+        index::claim(env, t, Index::UserName, &user_name, &id).await?;
+        if let Some(ext) = &ext {
+            index::claim(env, t, Index::UserExternalId, ext, &id).await?;
         }
-    }
-    let written = async {
-        // The id is 128 random bits: no other writer can hold it, so no create-if-absent.
-        put_json(env.store, &keys::user(t, &id), &rec, Condition::Any).await?;
         list::push(env, t, &List::Users, std::slice::from_ref(&id)).await
     }
     .await;
-    if let Err(e) = written {
-        // Undo what we can; a record without index or list entry is invisible and harmless.
-        let _ = env.store.delete(&keys::user(t, &id), Condition::Any).await;
+    if let Err(e) = indexed {
+        // Undo what we can. Whatever is left behind is harmless: an entry whose record is gone
+        // is taken over by the next claim, a record without entries or list position is found
+        // by nothing (`consistency` reports both).
         let _ = index::release(env, t, Index::UserName, &user_name, &id).await;
-        if let Some(ext) = rec.external_id() {
+        if let Some(ext) = &ext {
             let _ = index::release(env, t, Index::UserExternalId, ext, &id).await;
         }
+        let _ = env.store.delete(&keys::user(t, &id), Condition::Any).await;
         return Err(e);
     }
     Ok(rec)
@@ -177,6 +182,9 @@ where
             // Nothing changed: keep version and timestamps (Entra re-sends values every cycle).
             return Ok(old);
         }
+        // After the no-change answer: a resource stored under larger limits stays readable
+        // and re-sendable, it just cannot grow.
+        limits::check_resource(&rec.attributes, &env.config.limits)?;
         let names = index::begin_move(env, t, Index::UserName, old.user_name(), rec.user_name(), id).await?;
         let exts =
             match index::begin_move(env, t, Index::UserExternalId, old.external_id(), rec.external_id(), id)
@@ -228,6 +236,7 @@ pub async fn patch<S: Store>(
     id: &str,
     body: &Value,
 ) -> ScimResult<UserRecord> {
+    limits::check_patch_operations(body, &env.config.limits)?;
     let ops = patch::parse_request(body)?;
     update(env, scope, id, |old| {
         let mut attrs = old.attributes.clone();

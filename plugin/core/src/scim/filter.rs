@@ -200,7 +200,19 @@ impl FromStr for PatchPath {
 
 /// Parses a `filter` query parameter (already percent-decoded).
 pub fn parse(input: &str) -> Result<Filter, ParseError> {
+    parse_with_depth(input, MAX_NESTING, None)
+}
+
+/// [`parse`] with nesting capped at `max_nesting` (itself capped at [`MAX_NESTING`]); the
+/// error names `limit` (a configuration key) when that cap is what was exceeded.
+pub fn parse_with_depth(
+    input: &str,
+    max_nesting: usize,
+    limit: Option<&'static str>,
+) -> Result<Filter, ParseError> {
     let mut p = Parser::new(input, "filter");
+    p.max_nesting = max_nesting.min(MAX_NESTING);
+    p.limit = limit;
     p.skip_ws();
     if p.peek().is_none() {
         return Err(ParseError::new(0, "the filter is empty: expected e.g. userName eq \"bjensen\""));
@@ -263,6 +275,10 @@ struct Parser<'a> {
     src: &'a str,
     pos: usize,
     nesting: usize,
+    /// At most [`MAX_NESTING`].
+    max_nesting: usize,
+    /// The configuration key to name when `max_nesting` is exceeded.
+    limit: Option<&'static str>,
     terms: usize,
     in_value_filter: bool,
     /// "filter" or "path", for messages about the input as a whole.
@@ -281,7 +297,16 @@ fn ends_unquoted(b: u8) -> bool {
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str, subject: &'static str) -> Self {
-        Parser { src, pos: 0, nesting: 0, terms: 0, in_value_filter: false, subject }
+        Parser {
+            src,
+            pos: 0,
+            nesting: 0,
+            max_nesting: MAX_NESTING,
+            limit: None,
+            terms: 0,
+            in_value_filter: false,
+            subject,
+        }
     }
 
     fn rest(&self) -> &'a str {
@@ -368,14 +393,15 @@ impl<'a> Parser<'a> {
 
     /// The inside of `(…)` or `[…]`, cursor just past the opening delimiter.
     fn nested(&mut self, closer: Closer) -> Result<Filter, ParseError> {
-        if self.nesting >= MAX_NESTING {
+        if self.nesting >= self.max_nesting {
             let open = match closer {
                 Closer::Paren(at) | Closer::Bracket(at) => at,
                 Closer::End => self.pos,
             };
+            let limit = self.limit.map(|l| format!(" ({l})")).unwrap_or_default();
             return Err(ParseError::new(
                 open,
-                format!("the {} nests more than {MAX_NESTING} levels deep", self.subject),
+                format!("the {} nests more than {} levels deep{limit}", self.subject, self.max_nesting),
             ));
         }
         self.nesting += 1;

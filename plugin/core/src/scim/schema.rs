@@ -557,15 +557,35 @@ pub(crate) fn locate(kind: ResourceKind, key: &str) -> Located<'_> {
     locate_in(kind, Container::Root, key)
 }
 
+/// An unknown URN key without a version segment (`urn:a:b:c`) is ambiguous: attribute `c` of
+/// schema `urn:a:b`, or the whole schema `urn:a:b:c`. [`split_unknown_urn`] reads it as an
+/// attribute; when the value is an object it is read as the schema's object instead, because
+/// that is what [`normalize`] itself stores for `{"urn:a:b:c:d": "v"}` (`{"urn:a:b:c":
+/// {"d": "v"}}`): read the other way, storing a stored resource again would nest it one level
+/// deeper each time (found by the `patch_apply` fuzz target).
+fn settle_unknown_urn<'k>(loc: Located<'k>, key: &'k str, value: &Value) -> Located<'k> {
+    match loc.container {
+        Container::Other(_) if loc.attr.is_some() && value.is_object() && !has_version_segment(key) => {
+            Located { container: Container::Other(key), attr: None, prefixed: false }
+        }
+        _ => loc,
+    }
+}
+
+fn is_version(seg: &str) -> bool {
+    seg.starts_with(|c: char| c.is_ascii_digit()) && seg.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+fn has_version_segment(key: &str) -> bool {
+    key.split(':').skip(1).any(is_version)
+}
+
 /// Splits an unknown `urn:…[:attr[.sub]]` into the schema URN and the attribute path.
 /// SCIM schema URNs end in `…:<version>:<Resource>` (`…:CustomExtensionName:2.0:User`), so the
 /// URN runs to the segment after the first version-like one; without a version segment the
 /// last segment is taken as the attribute (RFC 7644 §3.10: the attribute name follows the
 /// last colon).
 fn split_unknown_urn(key: &str) -> (&str, Option<&str>) {
-    let is_version = |seg: &str| {
-        seg.starts_with(|c: char| c.is_ascii_digit()) && seg.chars().all(|c| c.is_ascii_digit() || c == '.')
-    };
     let mut start = 0;
     let mut after_version = false;
     for (i, seg) in key.split(':').enumerate() {
@@ -667,7 +687,7 @@ pub fn normalize(kind: ResourceKind, body: &Value) -> ScimResult<Map<String, Val
             if value.is_null() {
                 continue;
             }
-            let loc = locate(kind, key);
+            let loc = settle_unknown_urn(locate(kind, key), key, value);
             if priority(&loc) == pass {
                 put(kind, &mut out, key, loc, value)?;
             }
@@ -1392,6 +1412,22 @@ mod tests {
         });
         let once = norm(ResourceKind::User, body);
         assert_eq!(norm(ResourceKind::User, once.clone()), once);
+    }
+
+    /// Fuzz finding (patch_apply): an unknown URN key without a version segment was stored
+    /// as `{"urn:ietf": {…}}` and, stored again, as `{"urn": {"ietf": {…}}}`.
+    #[test]
+    fn normalize_is_idempotent_for_versionless_urns() {
+        let body = json!({
+            "userName": "u", "urn:ietf:padisplayName": "Test User", "urn:a:b:c:d": "v",
+            "urn:acme:ext:User:tag.sub": "x", "urn:q:r": {"s": 1}
+        });
+        let once = norm(ResourceKind::User, body);
+        assert_eq!(once["urn:ietf"], json!({"padisplayName": "Test User"}));
+        assert_eq!(once["urn:a:b:c"], json!({"d": "v"}));
+        assert_eq!(norm(ResourceKind::User, once.clone()), once);
+        let twice = norm(ResourceKind::User, once.clone());
+        assert_eq!(norm(ResourceKind::User, twice), once);
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct MemInner {
     down: bool,
     /// Number of operations served.
     ops: u64,
+    /// Operations left before the store goes down by itself (see [`MemStore::fail_after`]).
+    fail_in: Option<u64>,
 }
 
 impl MemStore {
@@ -40,6 +42,14 @@ impl MemStore {
                 g.map.iter().map(|(k, (v, _))| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect()
             }
             Err(_) => BTreeMap::new(),
+        }
+    }
+    /// Every key with its value as stored, in key order: the input of
+    /// [`crate::consistency::check`].
+    pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        match self.inner.lock() {
+            Ok(g) => g.map.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect(),
+            Err(_) => Vec::new(),
         }
     }
     pub fn raw(&self, key: &str) -> Option<Vec<u8>> {
@@ -57,6 +67,17 @@ impl MemStore {
             g.down = down;
         }
     }
+    /// An outage at an arbitrary point of a request: the next `ops` operations succeed, then
+    /// the store is down (every operation fails) until `set_down(false)`. `None` cancels.
+    pub fn fail_after(&self, ops: Option<u64>) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.fail_in = ops;
+        }
+    }
+    /// Whether the store is down (by [`MemStore::set_down`] or [`MemStore::fail_after`]).
+    pub fn is_down(&self) -> bool {
+        self.inner.lock().map(|g| g.down).unwrap_or(true)
+    }
     /// Operations served so far (reads and writes); for "bounded work" tests.
     pub fn ops(&self) -> u64 {
         self.inner.lock().map(|g| g.ops).unwrap_or(0)
@@ -67,22 +88,35 @@ fn poisoned() -> StoreError {
     StoreError::Unavailable("mem store lock poisoned".into())
 }
 
+impl MemInner {
+    /// Counts an operation; `Err` when the store is (or just went) down.
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.ops += 1;
+        match self.fail_in {
+            Some(0) => {
+                self.fail_in = None;
+                self.down = true;
+            }
+            Some(n) => self.fail_in = Some(n - 1),
+            None => {}
+        }
+        if self.down {
+            return Err(StoreError::Unavailable("mem store is down".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Store for MemStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let mut g = self.inner.lock().map_err(|_| poisoned())?;
-        g.ops += 1;
-        if g.down {
-            return Err(StoreError::Unavailable("mem store is down".into()));
-        }
+        g.begin()?;
         Ok(g.map.get(key).map(|(v, ver)| Versioned { value: v.clone(), version: Version(*ver) }))
     }
 
     async fn put(&self, key: &str, value: &[u8], cond: Condition) -> Result<Version, StoreError> {
         let mut g = self.inner.lock().map_err(|_| poisoned())?;
-        g.ops += 1;
-        if g.down {
-            return Err(StoreError::Unavailable("mem store is down".into()));
-        }
+        g.begin()?;
         let current = g.map.get(key).map(|(_, v)| *v);
         let ok = match cond {
             Condition::Any => true,
@@ -100,10 +134,7 @@ impl Store for MemStore {
 
     async fn delete(&self, key: &str, cond: Condition) -> Result<(), StoreError> {
         let mut g = self.inner.lock().map_err(|_| poisoned())?;
-        g.ops += 1;
-        if g.down {
-            return Err(StoreError::Unavailable("mem store is down".into()));
-        }
+        g.begin()?;
         let current = g.map.get(key).map(|(_, v)| *v);
         let ok = match cond {
             Condition::Any => true,

