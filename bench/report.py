@@ -142,12 +142,14 @@ def main():
     peer_life = life("peer")
     m = meta.get("machine", {})
     v = meta.get("versions", {})
-    w(f"Run: `{meta.get('command', 'bash bench/run.sh')}` ({meta.get('mode', '?')} form), "
+    command = re.sub(r"--out \S+ ?", "", meta.get("command", "bash bench/run.sh")).strip()
+    etcd = re.sub(r"^etcd Version: ", "etcd ", v.get("etcd", "etcd ?"))
+    w(f"Run: `{command}` ({meta.get('mode', '?')} form), "
       f"{meta.get('date_utc', '?')}, commit {meta.get('git', '?')}.")
     w("")
     w(f"Machine: {m.get('cpu', '?')}, {m.get('vcpus', '?')} vCPU, {m.get('memory_gib', '?')} GiB RAM, "
       f"Linux {m.get('kernel', '?')}; load average at start {' '.join(m.get('loadavg_at_start', []))}. "
-      f"Envoy {v.get('envoy', '?')} (`--concurrency 2`), {v.get('etcd', 'etcd ?')}, scim2-server "
+      f"Envoy {v.get('envoy', '?')} (`--concurrency 2`), {etcd}, scim2-server "
       f"{v.get('scim2_server', '?')}, {v.get('wrk') or 'no wrk'}, {v.get('rustc', '?')}; wasmtime host "
       f"profile `{p.get('host_profile', '?')}`. Client and servers share the machine; the load tool runs on "
       f"one thread, wrk with `-t1 -c{p.get('concurrency', '?')}`.")

@@ -12,8 +12,10 @@
 # large tenant. Prints the table (markdown) with every result as a ratio to its floor and to
 # the peer, and checks the targets.
 #
-#   bash bench/run.sh            the long form (~15-25 min after the builds; see BENCHMARKS.md)
-#   bash bench/run.sh --short    CI's form: small counts, dev-profile wasmtime host, ~2 min
+#   bash bench/run.sh            the long form (~26 min on 2 vCPU after the builds, contended; the
+#                                etcd scale pair adds ~30 min there; see BENCHMARKS.md)
+#   bash bench/run.sh --short    CI's form: small counts, dev-profile wasmtime host, ~3 min after
+#                                the builds (~10 min with them, after `make test`)
 #   options: --out DIR (default target/bench-results/<time>), --update-benchmarks-md (writes the
 #            table into BENCHMARKS.md), --host-profile dev|bench-host, --only t1,t2 (targets:
 #            envoy-floor envoy-shared envoy-etcd spin-floor spin peer inprocess micro scale;
@@ -194,6 +196,9 @@ def sh(*cmd):
     except Exception:
         return ""
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
+mhz = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("cpu MHz")), "")
+if mhz:
+    cpu += f" ({float(mhz):,.0f} MHz)"
 mem_kib = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
 import re
 envoy_version = re.search(r"version: [0-9a-f]+/([0-9.]+)/", sh(e["ENVOY_BIN"], "--version"))
