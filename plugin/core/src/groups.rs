@@ -419,7 +419,15 @@ pub async fn query<S: Store>(
             }
             return Ok(Page { total, resources });
         }
-        Some(f) => match indexed_candidate(env, t, f).await? {
+        Some(f) => match index::candidates(
+            env,
+            t,
+            f,
+            schema::GROUP_SCHEMA,
+            &[("displayName", Index::GroupName), ("externalId", Index::GroupExternalId)],
+        )
+        .await?
+        {
             Some(c) => c,
             None => list::all(env, t, &List::Groups).await?,
         },
@@ -444,30 +452,4 @@ pub async fn query<S: Store>(
         }
     }
     Ok(paginate(matched, start, count))
-}
-
-async fn indexed_candidate<S: Store>(
-    env: &Env<'_, S>,
-    t: &str,
-    f: &Filter,
-) -> ScimResult<Option<Vec<String>>> {
-    for (path, value) in filter::required_equalities(f) {
-        if path.sub.is_some()
-            || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(schema::GROUP_SCHEMA))
-        {
-            continue;
-        }
-        let Some(v) = comp_str(value) else { continue };
-        let ix = if path.name.eq_ignore_ascii_case("id") {
-            return Ok(Some(if keys::valid_id(&v) { vec![v] } else { vec![] }));
-        } else if path.name.eq_ignore_ascii_case("displayName") {
-            Index::GroupName
-        } else if path.name.eq_ignore_ascii_case("externalId") {
-            Index::GroupExternalId
-        } else {
-            continue;
-        };
-        return Ok(Some(index::lookup(env, t, ix, &v).await?.into_iter().collect()));
-    }
-    Ok(None)
 }

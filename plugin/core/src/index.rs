@@ -148,3 +148,28 @@ impl Change {
         }
     }
 }
+
+/// Candidate ids for a filter from an equality in its top-level `and` chain on `id` or on an
+/// indexed attribute (`indexed`: attribute name → index), or `None` when the filter needs a
+/// scan. Attributes may carry the resource's core schema URN (`core_urn`).
+pub async fn candidates<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    f: &crate::scim::filter::Filter,
+    core_urn: &str,
+    indexed: &[(&str, Index)],
+) -> ScimResult<Option<Vec<String>>> {
+    for (path, value) in crate::scim::filter::required_equalities(f) {
+        if path.sub.is_some() || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(core_urn)) {
+            continue;
+        }
+        let Some(v) = crate::users::comp_str(value) else { continue };
+        if path.name.eq_ignore_ascii_case("id") {
+            return Ok(Some(if keys::valid_id(&v) { vec![v] } else { vec![] }));
+        }
+        if let Some((_, ix)) = indexed.iter().find(|(name, _)| path.name.eq_ignore_ascii_case(name)) {
+            return Ok(Some(lookup(env, tenant, *ix, &v).await?.into_iter().collect()));
+        }
+    }
+    Ok(None)
+}

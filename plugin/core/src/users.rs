@@ -294,7 +294,15 @@ pub async fn query<S: Store>(
         }
         return Ok(Page { total, resources });
     };
-    let candidates = match indexed_candidate(env, t, f).await? {
+    let candidates = match index::candidates(
+        env,
+        t,
+        f,
+        schema::USER_SCHEMA,
+        &[("userName", Index::UserName), ("externalId", Index::UserExternalId)],
+    )
+    .await?
+    {
         Some(c) => c,
         None => list::all(env, t, &List::Users).await?,
     };
@@ -318,33 +326,6 @@ pub fn paginate(all: Vec<Value>, start: u64, count: u64) -> Page {
         .take(usize::try_from(count).unwrap_or(usize::MAX))
         .collect();
     Page { total, resources }
-}
-
-/// Candidate ids from an indexed equality, or `None` when the filter needs a scan.
-async fn indexed_candidate<S: Store>(
-    env: &Env<'_, S>,
-    t: &str,
-    f: &Filter,
-) -> ScimResult<Option<Vec<String>>> {
-    for (path, value) in filter::required_equalities(f) {
-        if path.sub.is_some()
-            || path.urn.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(schema::USER_SCHEMA))
-        {
-            continue;
-        }
-        let Some(v) = comp_str(value) else { continue };
-        let ix = if path.name.eq_ignore_ascii_case("id") {
-            return Ok(Some(if keys::valid_id(&v) { vec![v] } else { vec![] }));
-        } else if path.name.eq_ignore_ascii_case("userName") {
-            Index::UserName
-        } else if path.name.eq_ignore_ascii_case("externalId") {
-            Index::UserExternalId
-        } else {
-            continue;
-        };
-        return Ok(Some(index::lookup(env, t, ix, &v).await?.into_iter().collect()));
-    }
-    Ok(None)
 }
 
 pub fn comp_str(v: &filter::CompValue) -> Option<String> {
