@@ -1,23 +1,62 @@
-//! The operator's admin API (`/admin/v1/…`), authenticated by the admin token whose SHA-256
-//! is configured. Without that configuration the whole API answers 404, as if absent.
+//! The admin API (`/admin/v1/…`), authenticated by the operator's admin token whose SHA-256 is
+//! configured; without that configuration the whole API answers 404, as if absent. The
+//! endpoints, the acting-user header and who may do what are in `docs/admin-api.md`.
 //!
-//! ```text
-//! PUT    /admin/v1/tenants/{tenant}        {"name": "...", "plan": "advanced"}  → 201 created / 200 updated
-//! GET    /admin/v1/tenants/{tenant}                                             → 200
-//! POST   /admin/v1/tenants/{tenant}/scim   generate or regenerate               → 201 {url, token, authorizationHeader, createdAt}
-//! GET    /admin/v1/tenants/{tenant}/scim   the connection, without its secret   → 200 / 404
-//! DELETE /admin/v1/tenants/{tenant}/scim   SCIM off                             → 204 / 404
-//! ```
+//! A call made on behalf of a person of the tenant names that person with `X-Acting-User`;
+//! the person's role then decides (`crate::roles`). Without the header the call acts as the
+//! operator. Every change, allowed or refused, goes to the tenant's provisioning log.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::error::{ScimError, ScimResult};
-use crate::router::{AdminEndpoint, SCIM_PREFIX};
+use crate::lifecycle::Source;
+use crate::log::{self, Actor, Cursor};
+use crate::roles::{self, Permission};
+use crate::router::{param, query_params, AdminEndpoint, SCIM_PREFIX};
 use crate::service::{json_body, json_response};
-use crate::tenants::{self, Tenant};
-use crate::{auth, Env, Store};
+use crate::tenants::{self, Tenant, TenantUpdate};
+use crate::users::{self, Scope, UserRecord};
+use crate::{auth, counters, index, keys, list, Env, Store};
+
+pub const ACTING_USER_HEADER: &str = "x-acting-user";
+
+/// Who a call acts as.
+enum Acting {
+    Operator,
+    User(UserRecord),
+}
+
+impl Acting {
+    fn actor(&self) -> Actor {
+        match self {
+            Acting::Operator => Actor::Operator,
+            Acting::User(u) => {
+                Actor::User { id: u.id.clone(), user_name: u.user_name().unwrap_or_default().to_owned() }
+            }
+        }
+    }
+
+    fn require(&self, p: Permission, action: &str) -> ScimResult<()> {
+        match self {
+            Acting::Operator => Ok(()),
+            Acting::User(u) => roles::require(&u.role, u.user_name().unwrap_or_default(), p, action),
+        }
+    }
+
+    fn is(&self, id: &str) -> bool {
+        matches!(self, Acting::User(u) if u.id == id)
+    }
+}
+
+/// What a change is called in the log; the handler may refine it through the response's
+/// extensions (`tenant.update` that created the tenant, say).
+#[derive(Clone)]
+struct Note {
+    operation: &'static str,
+    target_name: Option<String>,
+}
 
 pub async fn handle<S: Store>(
     endpoint: AdminEndpoint<'_>,
@@ -33,77 +72,371 @@ pub async fn handle<S: Store>(
     if !auth::bearer(req.headers()).is_some_and(|t| auth::token_matches(t, expected)) {
         return Err(ScimError::unauthorized("missing or invalid admin bearer token"));
     }
+    let acting_id = match req.headers().get(ACTING_USER_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map(str::trim)
+                .map_err(|_| ScimError::invalid_value("X-Acting-User must be a user id (32 hex digits)"))?,
+        ),
+    };
+    let method = req.method();
+    let tenant = match endpoint {
+        AdminEndpoint::Roles => {
+            get_only(method)?;
+            return Ok(json_response(StatusCode::OK, &roles::all(env.config)));
+        }
+        AdminEndpoint::Tenants => {
+            get_only(method)?;
+            if acting_id.is_some() {
+                return Err(ScimError::forbidden(
+                    "listing every tenant is an operator action: call it without X-Acting-User",
+                ));
+            }
+            let mut out = Vec::new();
+            for t in tenants::list(env).await? {
+                if let Some((tenant, _)) = tenants::get(env, &t).await? {
+                    out.push(tenant_json(env, &t, &tenant, public_base).await?);
+                }
+            }
+            return Ok(json_response(StatusCode::OK, &json!({ "tenants": out })));
+        }
+        AdminEndpoint::Unknown => {
+            return Err(ScimError::not_found(
+                "unknown admin endpoint; see /admin/v1/tenants, /admin/v1/tenants/{tenant}, \
+                 …/{tenant}/scim, …/{tenant}/users, …/{tenant}/log and /admin/v1/roles",
+            ))
+        }
+        AdminEndpoint::Tenant(t)
+        | AdminEndpoint::ScimConnection(t)
+        | AdminEndpoint::Users(t)
+        | AdminEndpoint::User(t, _)
+        | AdminEndpoint::Log(t) => t,
+    };
+    let existing = tenants::get(env, tenant).await?;
+    let change = change_of(&endpoint, method);
+    let acting = match (acting_id, &existing) {
+        (None, _) => Ok(Acting::Operator),
+        (Some(id), Some(_)) => acting_user(env, tenant, id).await,
+        (Some(_), None) => Err(ScimError::not_found(format!("tenant {tenant:?} does not exist"))),
+    };
+    let (actor, result) = match acting {
+        Ok(acting) => {
+            let r = tenant_call(endpoint, req, env, public_base, &acting, existing.is_some()).await;
+            (acting.actor(), r)
+        }
+        // Refused before it started: still logged, with the id the caller claimed.
+        Err(e) => {
+            let id = acting_id.unwrap_or_default().chars().take(64).collect();
+            (Actor::User { id, user_name: String::new() }, Err(e))
+        }
+    };
+    if let Some((operation, resource_type, target)) = change {
+        // A tenant that does not exist (and was not just created) has no log.
+        let created = matches!(&result, Ok(r) if r.status() == StatusCode::CREATED);
+        if existing.is_some() || created {
+            let (status, detail, note) = match &result {
+                Ok(r) => (r.status().as_u16(), None, r.extensions().get::<Note>().cloned()),
+                Err(e) => (e.status.as_u16(), Some(e.detail.clone()), None),
+            };
+            let event = log::Event {
+                actor,
+                operation: note.as_ref().map_or(operation, |n| n.operation),
+                resource_type,
+                target: target.map(str::to_owned).or_else(|| Some(tenant.to_owned())),
+                target_name: note.and_then(|n| n.target_name),
+                status,
+                detail,
+            };
+            // Best effort: the change stands whether or not its log entry could be written.
+            let _ = log::append(env, tenant, event).await;
+        }
+    }
+    result
+}
+
+/// The change a call makes, for the log: (operation, resource type, target id).
+fn change_of<'a>(
+    endpoint: &AdminEndpoint<'a>,
+    m: &Method,
+) -> Option<(&'static str, &'static str, Option<&'a str>)> {
+    Some(match (endpoint, m.as_str()) {
+        (AdminEndpoint::Tenant(_), "PUT") => ("tenant.update", "Tenant", None),
+        (AdminEndpoint::ScimConnection(_), "POST") => ("scim.generate", "ScimConnection", None),
+        (AdminEndpoint::ScimConnection(_), "DELETE") => ("scim.revoke", "ScimConnection", None),
+        (AdminEndpoint::User(_, id), "PATCH") => ("user.role", "User", Some(*id)),
+        (AdminEndpoint::User(_, id), "DELETE") => ("user.remove", "User", Some(*id)),
+        _ => return None,
+    })
+}
+
+fn get_only(m: &Method) -> ScimResult<()> {
+    if m == Method::GET {
+        Ok(())
+    } else {
+        Err(ScimError::method_not_allowed("GET"))
+    }
+}
+
+async fn acting_user<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<Acting> {
+    let Some((u, _)) = users::load(env, t, id).await? else {
+        return Err(ScimError::forbidden(format!(
+            "X-Acting-User {:?} is not a user of tenant {t:?}",
+            id.chars().take(64).collect::<String>()
+        )));
+    };
+    if !u.state.is_active() {
+        return Err(ScimError::forbidden(format!(
+            "the acting user {:?} is disabled and may not administer this tenant",
+            u.user_name().unwrap_or_default()
+        )));
+    }
+    Ok(Acting::User(u))
+}
+
+fn with_note(
+    mut res: http::Response<Bytes>,
+    operation: &'static str,
+    target_name: Option<&str>,
+) -> http::Response<Bytes> {
+    res.extensions_mut().insert(Note { operation, target_name: target_name.map(str::to_owned) });
+    res
+}
+
+fn no_content() -> http::Response<Bytes> {
+    let mut res = http::Response::new(Bytes::new());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res
+}
+
+fn not_found_tenant(t: &str) -> ScimError {
+    ScimError::not_found(format!("tenant {t:?} does not exist"))
+}
+
+async fn tenant_call<S: Store>(
+    endpoint: AdminEndpoint<'_>,
+    req: &http::Request<Bytes>,
+    env: &Env<'_, S>,
+    public_base: &str,
+    acting: &Acting,
+    exists: bool,
+) -> ScimResult<http::Response<Bytes>> {
     let method = req.method();
     match endpoint {
         AdminEndpoint::Tenant(t) => match *method {
             Method::PUT => {
-                let body = json_body(req)?;
-                let name = match body.get("name") {
-                    Some(Value::String(n)) if !n.trim().is_empty() && n.len() <= 200 => n.trim().to_owned(),
-                    _ => {
-                        return Err(ScimError::invalid_value(
-                            "\"name\" is required: a non-empty string of at most 200 characters",
-                        ))
-                    }
-                };
-                let plan = match body.get("plan") {
-                    None | Some(Value::Null) => tenants::SCIM_PLAN.to_owned(),
-                    Some(Value::String(p)) if !p.trim().is_empty() && p.len() <= 64 => p.trim().to_owned(),
-                    _ => return Err(ScimError::invalid_value("\"plan\" must be a non-empty string")),
-                };
-                let (tenant, created) = tenants::put(env, t, name, plan).await?;
-                let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-                Ok(json_response(status, &tenant_json(env, t, &tenant, public_base).await?))
-            }
-            Method::GET => match tenants::get(env, t).await? {
-                Some((tenant, _)) => {
-                    Ok(json_response(StatusCode::OK, &tenant_json(env, t, &tenant, public_base).await?))
+                if exists {
+                    acting.require(Permission::ManageUsers, "changing the tenant")?;
                 }
-                None => Err(ScimError::not_found(format!("tenant {t:?} does not exist"))),
-            },
+                put_tenant(env, t, &json_body(req)?, public_base).await
+            }
+            Method::GET => {
+                acting.require(Permission::ViewUsers, "viewing the tenant")?;
+                let (tenant, _) = tenants::get(env, t).await?.ok_or_else(|| not_found_tenant(t))?;
+                Ok(json_response(StatusCode::OK, &tenant_json(env, t, &tenant, public_base).await?))
+            }
             _ => Err(ScimError::method_not_allowed("GET, PUT")),
         },
-        AdminEndpoint::ScimConnection(t) => match *method {
-            Method::POST => {
-                let g = tenants::generate(env, t).await?;
-                let body = json!({
-                    "url": scim_url(public_base, &g.connection),
-                    "token": g.token,
-                    "authorizationHeader": format!("Bearer {}", g.token),
-                    "createdAt": g.created_at,
-                });
-                Ok(json_response(StatusCode::CREATED, &body))
-            }
-            Method::GET => match tenants::connection(env, t).await? {
-                Some((id, c)) => Ok(json_response(StatusCode::OK, &connection_json(public_base, &id, &c))),
-                None => Err(ScimError::not_found(format!(
-                    "tenant {t:?} has no SCIM connection; generate one with POST"
-                ))),
-            },
-            Method::DELETE => {
-                if tenants::revoke(env, t).await? {
-                    Ok(http::Response::builder()
-                        .status(StatusCode::NO_CONTENT)
-                        .body(Bytes::new())
-                        .map_err(|e| ScimError::internal(e.to_string()))?)
-                } else {
-                    Err(ScimError::not_found(format!("tenant {t:?} has no SCIM connection")))
+        _ if !exists => Err(not_found_tenant(endpoint_tenant(&endpoint))),
+        AdminEndpoint::ScimConnection(t) => {
+            let action = match *method {
+                Method::POST => "generating a SCIM configuration",
+                Method::DELETE => "turning SCIM off",
+                _ => "viewing the SCIM configuration",
+            };
+            acting.require(Permission::ManageScim, action)?;
+            match *method {
+                Method::POST => {
+                    let days = if req.body().is_empty() {
+                        None
+                    } else {
+                        days_field(&json_body(req)?, "expiresInDays")?
+                    };
+                    let g = tenants::generate(env, t, days.flatten()).await?;
+                    let body = json!({
+                        "url": scim_url(public_base, &g.connection),
+                        "token": g.token,
+                        "authorizationHeader": format!("Bearer {}", g.token),
+                        "createdAt": g.record.created_at,
+                        "expiresAt": g.record.expires_at,
+                        "regenerated": g.regenerated,
+                    });
+                    let res = json_response(StatusCode::CREATED, &body);
+                    Ok(if g.regenerated { with_note(res, "scim.regenerate", None) } else { res })
                 }
+                Method::GET => match tenants::connection(env, t).await? {
+                    Some((id, c)) => {
+                        Ok(json_response(StatusCode::OK, &connection_json(env, public_base, &id, &c).await?))
+                    }
+                    None => Err(ScimError::not_found(format!(
+                        "tenant {t:?} has no SCIM connection; generate one with POST"
+                    ))),
+                },
+                Method::DELETE => {
+                    if tenants::revoke(env, t).await? {
+                        Ok(no_content())
+                    } else {
+                        Err(ScimError::not_found(format!("tenant {t:?} has no SCIM connection")))
+                    }
+                }
+                _ => Err(ScimError::method_not_allowed("GET, POST, DELETE")),
             }
-            _ => Err(ScimError::method_not_allowed("GET, POST, DELETE")),
+        }
+        AdminEndpoint::Users(t) => {
+            get_only(method)?;
+            acting.require(Permission::ViewUsers, "viewing users")?;
+            list_users(env, t, req.uri().query()).await
+        }
+        AdminEndpoint::User(t, id) => match *method {
+            Method::GET => {
+                acting.require(Permission::ViewUsers, "viewing users")?;
+                let (u, _) = users::load(env, t, id).await?.ok_or_else(|| user_not_found(id))?;
+                Ok(json_response(StatusCode::OK, &user_json(&u)))
+            }
+            Method::PATCH => {
+                acting.require(Permission::ManageUsers, "changing a user's role")?;
+                let body = json_body(req)?;
+                let Some(role) = body.get("role").and_then(Value::as_str) else {
+                    return Err(ScimError::invalid_value("the body must be {\"role\": \"<role name>\"}"));
+                };
+                if acting.is(id) {
+                    return Err(ScimError::forbidden(
+                        "you cannot change your own role; ask another administrator",
+                    ));
+                }
+                if users::load(env, t, id).await?.is_none() {
+                    return Err(user_not_found(id));
+                }
+                let u = users::set_role(env, t, id, role).await?;
+                Ok(with_note(json_response(StatusCode::OK, &user_json(&u)), "user.role", u.user_name()))
+            }
+            Method::DELETE => {
+                acting.require(Permission::ManageUsers, "removing a user")?;
+                if acting.is(id) {
+                    return Err(ScimError::forbidden(
+                        "you cannot remove yourself; ask another administrator",
+                    ));
+                }
+                let (u, _) = users::load(env, t, id).await?.ok_or_else(|| user_not_found(id))?;
+                users::delete(env, &Scope { tenant: t, base: "" }, id).await?;
+                Ok(with_note(no_content(), "user.remove", u.user_name()))
+            }
+            _ => Err(ScimError::method_not_allowed("GET, PATCH, DELETE")),
         },
-        AdminEndpoint::Unknown => Err(ScimError::not_found(
-            "unknown admin endpoint; see /admin/v1/tenants/{tenant} and /admin/v1/tenants/{tenant}/scim",
-        )),
+        AdminEndpoint::Log(t) => {
+            get_only(method)?;
+            acting.require(Permission::ViewUsers, "viewing the provisioning log")?;
+            read_log(env, t, req.uri().query()).await
+        }
+        AdminEndpoint::Tenants | AdminEndpoint::Roles | AdminEndpoint::Unknown => {
+            Err(ScimError::not_found("unknown admin endpoint"))
+        }
     }
+}
+
+fn endpoint_tenant<'a>(e: &AdminEndpoint<'a>) -> &'a str {
+    match e {
+        AdminEndpoint::Tenant(t)
+        | AdminEndpoint::ScimConnection(t)
+        | AdminEndpoint::Users(t)
+        | AdminEndpoint::User(t, _)
+        | AdminEndpoint::Log(t) => t,
+        _ => "",
+    }
+}
+
+fn user_not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("user {:?} not found", id.chars().take(64).collect::<String>()))
+}
+
+/// A lifetime in days: absent → `None`, `null` → `Some(None)`, 1..=36500 → `Some(Some(n))`.
+fn days_field(body: &Value, name: &str) -> ScimResult<Option<Option<u32>>> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => match v.as_u64().filter(|d| (1..=36_500).contains(d)) {
+            Some(d) => Ok(Some(Some(d as u32))),
+            None => Err(ScimError::invalid_value(format!(
+                "{name} must be a number of days from 1 to 36500, or null"
+            ))),
+        },
+    }
+}
+
+fn opt_string(body: &Value, name: &str, max: usize) -> ScimResult<Option<String>> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.trim().len() <= max => {
+            Ok(Some(s.trim().to_owned()))
+        }
+        Some(_) => Err(ScimError::invalid_value(format!(
+            "{name:?} must be a non-empty string of at most {max} characters"
+        ))),
+    }
+}
+
+async fn put_tenant<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    body: &Value,
+    public_base: &str,
+) -> ScimResult<http::Response<Bytes>> {
+    let update = TenantUpdate {
+        name: opt_string(body, "name", 200)?,
+        plan: opt_string(body, "plan", 64)?,
+        token_lifetime_days: days_field(body, "tokenLifetimeDays")?,
+    };
+    // The first administrator: validated before anything is written.
+    let admin = match body.get("admin") {
+        None | Some(Value::Null) => None,
+        Some(a) if a.is_object() => {
+            let Some(user_name) = opt_string(a, "userName", 256)? else {
+                return Err(ScimError::invalid_value("admin.userName is required"));
+            };
+            Some((user_name, opt_string(a, "displayName", 256)?))
+        }
+        Some(_) => {
+            return Err(ScimError::invalid_value(
+                "\"admin\" must be {\"userName\": \"…\", \"displayName\": \"…\"}",
+            ))
+        }
+    };
+    let (tenant, created) = tenants::put(env, t, &update).await?;
+    // Also on update, so that a create whose admin step failed is completed by a retry.
+    if let Some((user_name, display_name)) = admin {
+        if index::lookup(env, t, keys::Index::UserName, &user_name).await?.is_none() {
+            users::create_local(env, t, &user_name, display_name.as_deref(), roles::ADMINISTRATOR).await?;
+        }
+    }
+    let body = tenant_json(env, t, &tenant, public_base).await?;
+    Ok(if created {
+        with_note(json_response(StatusCode::CREATED, &body), "tenant.create", Some(&tenant.name))
+    } else {
+        with_note(json_response(StatusCode::OK, &body), "tenant.update", Some(&tenant.name))
+    })
 }
 
 pub fn scim_url(public_base: &str, connection: &str) -> String {
     format!("{public_base}{SCIM_PREFIX}{connection}")
 }
 
-fn connection_json(public_base: &str, id: &str, c: &tenants::Connection) -> Value {
-    json!({ "url": scim_url(public_base, id), "createdAt": c.created_at, "lastUsedAt": c.last_used_at })
+async fn connection_json<S: Store>(
+    env: &Env<'_, S>,
+    public_base: &str,
+    id: &str,
+    c: &tenants::Connection,
+) -> ScimResult<Value> {
+    let stats = counters::sum(env, |s| keys::connection_stats(id, s)).await?;
+    let get = |n: &str| stats.get(n).copied().unwrap_or(0).max(0);
+    Ok(json!({
+        "url": scim_url(public_base, id),
+        "createdAt": c.created_at,
+        "expiresAt": c.expires_at,
+        "expired": c.expired(env.clock.now_millis()),
+        "lastUsedAt": c.last_used_at,
+        "requests": get("requests"),
+        "failures": get("failures"),
+    }))
 }
 
 async fn tenant_json<S: Store>(
@@ -113,14 +446,154 @@ async fn tenant_json<S: Store>(
     public_base: &str,
 ) -> ScimResult<Value> {
     let scim = match &tenant.connection {
-        Some(_) => tenants::connection(env, t).await?.map(|(id, c)| connection_json(public_base, &id, &c)),
+        Some(_) => match tenants::connection(env, t).await? {
+            Some((id, c)) => Some(connection_json(env, public_base, &id, &c).await?),
+            None => None,
+        },
         None => None,
     };
+    let scim_off =
+        tenant.scim_off.as_ref().map(|o| json!({"reason": "plan", "plan": o.plan, "detail": o.detail()}));
+    let (active, disabled) = users::counts(env, t).await?;
     Ok(json!({
         "id": t,
         "name": tenant.name,
         "plan": tenant.plan,
         "createdAt": tenant.created_at,
+        "tokenLifetimeDays": tenant.token_lifetime_days,
         "scim": scim,
+        "scimOff": scim_off,
+        "users": {"active": active, "disabled": disabled},
     }))
+}
+
+pub fn user_json(u: &UserRecord) -> Value {
+    json!({
+        "id": u.id,
+        "userName": u.user_name(),
+        "displayName": u.display_name(),
+        "email": u.email(),
+        "externalId": u.external_id(),
+        "state": if u.state.is_active() { "active" } else { "disabled" },
+        "role": u.role,
+        "source": match u.source { Source::Scim => "scim", Source::Local => "local" },
+        "created": u.created,
+        "lastModified": u.last_modified,
+    })
+}
+
+/// `startIndex`/`count` as in SCIM: 1-based, count clamped to the page-size limit.
+fn paging<S>(env: &Env<'_, S>, params: &[(String, String)], default_count: u64) -> ScimResult<(u64, u64)> {
+    let num = |name: &str| -> ScimResult<Option<u64>> {
+        match param(params, name).map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                ScimError::invalid_value(format!("{name} must be a non-negative integer, got {v:?}"))
+            }),
+        }
+    };
+    let start = num("startIndex")?.unwrap_or(1).max(1) - 1;
+    let count = num("count")?.unwrap_or(default_count).min(env.config.max_page_size as u64);
+    Ok((start, count))
+}
+
+async fn list_users<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    query: Option<&str>,
+) -> ScimResult<http::Response<Bytes>> {
+    let params = query_params(query);
+    let (start, count) = paging(env, &params, 50)?;
+    let state = param(&params, "state").filter(|s| !s.is_empty());
+    if let Some(s) = state {
+        if s != "active" && s != "disabled" {
+            return Err(ScimError::invalid_value("state must be active or disabled"));
+        }
+    }
+    let role = param(&params, "role").filter(|s| !s.is_empty());
+    let source = param(&params, "source").filter(|s| !s.is_empty());
+    let q = param(&params, "q").map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+    let matches = |u: &UserRecord| {
+        let j = user_json(u);
+        state.is_none_or(|s| j.get("state").and_then(Value::as_str) == Some(s))
+            && role.is_none_or(|r| u.role == r)
+            && source.is_none_or(|s| j.get("source").and_then(Value::as_str) == Some(s))
+            && q.as_deref().is_none_or(|q| {
+                [u.user_name(), u.display_name(), u.email()]
+                    .into_iter()
+                    .flatten()
+                    .any(|v| v.to_lowercase().contains(q))
+            })
+    };
+    let filtered = state.is_some() || role.is_some() || source.is_some() || q.is_some();
+    let (total, users) = if filtered {
+        // A scan of the tenant's users: the admin page's filters are not indexed.
+        let mut all = Vec::new();
+        for id in list::all(env, t, &keys::List::Users).await? {
+            if let Some((u, _)) = users::load(env, t, &id).await? {
+                if matches(&u) {
+                    all.push(user_json(&u));
+                }
+            }
+        }
+        let total = all.len() as u64;
+        (total, all.into_iter().skip(start as usize).take(count as usize).collect::<Vec<_>>())
+    } else {
+        let total = list::len(env, t, &keys::List::Users).await?;
+        let mut out = Vec::new();
+        for id in list::page(env, t, &keys::List::Users, start, count).await? {
+            if let Some((u, _)) = users::load(env, t, &id).await? {
+                out.push(user_json(&u));
+            }
+        }
+        (total, out)
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"totalResults": total, "startIndex": start + 1, "itemsPerPage": users.len(), "users": users}),
+    ))
+}
+
+async fn read_log<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    query: Option<&str>,
+) -> ScimResult<http::Response<Bytes>> {
+    let params = query_params(query);
+    let seq = |name: &str| -> ScimResult<Option<u64>> {
+        match param(&params, name).map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                ScimError::invalid_value(format!("{name} must be a log sequence number, got {v:?}"))
+            }),
+        }
+    };
+    let cursor = match (seq("after")?, seq("before")?) {
+        (Some(_), Some(_)) => return Err(ScimError::invalid_value("use either after or before, not both")),
+        (Some(a), None) => Cursor::After(a),
+        (None, Some(b)) => Cursor::Before(b),
+        (None, None) => Cursor::Newest,
+    };
+    let count = seq("count")?.unwrap_or(50).clamp(1, 500) as usize;
+    let text = |name: &str| param(&params, name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let outcome = match text("outcome").as_deref() {
+        None => None,
+        Some("success") => Some(log::Outcome::Success),
+        Some("failure") => Some(log::Outcome::Failure),
+        Some(o) => {
+            return Err(ScimError::invalid_value(format!("outcome must be success or failure, got {o:?}")))
+        }
+    };
+    let filter = log::Filter {
+        operation: text("operation"),
+        outcome,
+        actor: text("actor"),
+        target: text("target"),
+        resource_type: text("resourceType"),
+    };
+    let page = log::page(env, t, cursor, count, &filter).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"entries": page.entries, "oldest": page.oldest, "latest": page.latest, "next": page.next}),
+    ))
 }

@@ -14,6 +14,11 @@
 //!
 //! `"rateLimit": {"requestsPerSecond": 50, "burst": 500}` turns on the per-tenant rate limit
 //! ([`crate::rate`]; both keys optional, those are the defaults; `null` or absent: off).
+//!
+//! Tenant administration: `"logSize": 1000` (provisioning-log entries kept per tenant, oldest
+//! dropped first), `"extraRoles": ["auditor"]` (roles besides `user`, `administrator` and
+//! `system_technician`; they grant what `user` grants), `"defaultTokenLifetimeDays": 365`
+//! (expiry of generated SCIM tokens when the tenant sets none; absent: tokens do not expire).
 
 use std::fmt;
 
@@ -34,6 +39,12 @@ pub struct Config {
     pub limits: Limits,
     /// Per-tenant token bucket; `None`: off (the default, see [`crate::rate`]).
     pub rate_limit: Option<RateLimit>,
+    /// Provisioning-log entries kept per tenant.
+    pub log_size: u64,
+    /// Roles beyond the built-in ones (`crate::roles`).
+    pub extra_roles: Vec<String>,
+    /// Lifetime of generated SCIM tokens when the tenant sets none; `None`: no expiry.
+    pub default_token_lifetime_days: Option<u32>,
 }
 
 impl Default for Config {
@@ -45,6 +56,9 @@ impl Default for Config {
             max_page_size: 1000,
             limits: Limits::default(),
             rate_limit: None,
+            log_size: 1000,
+            extra_roles: Vec::new(),
+            default_token_lifetime_days: None,
         }
     }
 }
@@ -76,6 +90,9 @@ struct Raw {
     max_value_bytes: Option<usize>,
     max_resource_bytes: Option<usize>,
     rate_limit: Option<RawRateLimit>,
+    log_size: Option<u64>,
+    extra_roles: Option<Vec<String>>,
+    default_token_lifetime_days: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,6 +197,28 @@ impl Config {
                 Some(rl)
             }
         };
+        let log_size = raw.log_size.unwrap_or(d.log_size);
+        if !(10..=1_000_000).contains(&log_size) {
+            return Err(ConfigError(format!("logSize must be between 10 and 1000000, got {log_size}")));
+        }
+        let extra_roles = raw.extra_roles.unwrap_or_default();
+        if extra_roles.len() > 32 {
+            return Err(ConfigError("extraRoles may name at most 32 roles".into()));
+        }
+        for (i, r) in extra_roles.iter().enumerate() {
+            if !crate::roles::valid_name(r) {
+                return Err(ConfigError(format!(
+                    "extraRoles: {r:?} is not a role name (1-32 characters from a-z 0-9 _)"
+                )));
+            }
+            if crate::roles::BUILTIN.contains(&r.as_str()) || extra_roles.iter().take(i).any(|x| x == r) {
+                return Err(ConfigError(format!("extraRoles: {r:?} is named twice or is a built-in role")));
+            }
+        }
+        let default_token_lifetime_days = raw.default_token_lifetime_days;
+        if default_token_lifetime_days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+            return Err(ConfigError("defaultTokenLifetimeDays must be between 1 and 36500".into()));
+        }
         Ok(Config {
             admin_token_sha256,
             public_base_url,
@@ -187,6 +226,9 @@ impl Config {
             max_page_size,
             limits,
             rate_limit,
+            log_size,
+            extra_roles,
+            default_token_lifetime_days,
         })
     }
 }
@@ -261,6 +303,24 @@ mod tests {
                 max_resource_bytes: 5000,
             }
         );
+    }
+
+    #[test]
+    fn administration_keys() {
+        let c = Config::from_json(
+            r#"{"logSize": 50, "extraRoles": ["auditor"], "defaultTokenLifetimeDays": 30}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.log_size, c.extra_roles.clone(), c.default_token_lifetime_days),
+            (50, vec!["auditor".to_owned()], Some(30))
+        );
+        let e = Config::from_json(r#"{"extraRoles": ["administrator"]}"#).err();
+        assert!(e.is_some_and(|e| e.0.contains("built-in")));
+        let e = Config::from_json(r#"{"extraRoles": ["Bad Role"]}"#).err();
+        assert!(e.is_some_and(|e| e.0.contains("not a role name")));
+        assert!(Config::from_json(r#"{"logSize": 1}"#).is_err());
+        assert!(Config::from_json(r#"{"defaultTokenLifetimeDays": 0}"#).is_err());
     }
 
     #[test]

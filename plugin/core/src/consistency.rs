@@ -65,6 +65,11 @@ pub enum ProblemKind {
     ConnectionMissing { connection: String },
     /// A connection its tenant does not point at (it can authenticate nothing).
     ConnectionOrphan { tenant: String },
+    /// A tenant missing from `v1/tenants`: the admin API's tenant list misses it.
+    TenantNotListed { tenant: String },
+    /// The tenant's user counts by state (`counters`) differ from its records: the admin
+    /// page shows wrong numbers (a request failed between the change and its count).
+    CountDrift { state: String, counted: i64, actual: i64 },
     /// A record stored under another id than its own.
     IdMismatch { id: String },
     /// A record that no index entry and no list position refers to: what a create that
@@ -115,7 +120,8 @@ impl Problem {
             | ChunkBeyondEnd { .. }
             | DataWithoutTenant { .. }
             | OrphanRecord { .. }
-            | PositionBeyondEnd { .. } => Severity::Garbage,
+            | PositionBeyondEnd { .. }
+            | CountDrift { .. } => Severity::Garbage,
             ChunkLength { expected, found, .. } if found > expected => Severity::Garbage,
             _ => Severity::Error,
         }
@@ -138,6 +144,10 @@ impl fmt::Display for Problem {
                 write!(f, "current SCIM connection {connection} is missing or names another tenant")
             }
             ConnectionOrphan { tenant } => write!(f, "connection not current for its tenant {tenant:?}"),
+            TenantNotListed { tenant } => write!(f, "tenant {tenant:?} is missing from v1/tenants"),
+            CountDrift { state, counted, actual } => {
+                write!(f, "{counted} {state} users counted, {actual} stored")
+            }
             IdMismatch { id } => write!(f, "record of id {id} stored under another id"),
             OrphanRecord { id } => write!(f, "record {id} is neither indexed nor listed"),
             NotIndexed { index, value, expected_key } => {
@@ -233,6 +243,8 @@ struct TenantState {
     /// user → (key, groups)
     user_groups: BTreeMap<String, (String, Vec<String>)>,
     lists: BTreeMap<String, (List, ListState)>,
+    /// Sums of the user-count shards.
+    counts: BTreeMap<String, i64>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8], problems: &mut Vec<Problem>) -> Option<T> {
@@ -258,6 +270,7 @@ where
     let mut tenant_records: BTreeMap<String, (String, Tenant)> = BTreeMap::new();
     let mut connections: BTreeMap<String, (String, Connection)> = BTreeMap::new();
     let mut tenants: BTreeMap<String, TenantState> = BTreeMap::new();
+    let mut directory: Option<(String, Vec<String>)> = None;
 
     for (key, value) in dump {
         if !key.starts_with("v1/") {
@@ -326,6 +339,28 @@ where
                     list_state(&mut tenants, tenant, list).pos.insert(id.to_owned(), (key.clone(), p));
                 }
             }
+            Key::Tenants => {
+                directory = decode::<Vec<String>>(&key, &value, &mut problems).map(|ids| (key.clone(), ids));
+            }
+            Key::TenantStats { tenant, .. } => {
+                if let Some(c) = decode::<BTreeMap<String, i64>>(&key, &value, &mut problems) {
+                    let st = tenants.entry(tenant.to_owned()).or_default();
+                    for (name, n) in c {
+                        *st.counts.entry(name).or_insert(0) += n;
+                    }
+                }
+            }
+            Key::ConnectionStats { .. } => {
+                let _ = decode::<BTreeMap<String, i64>>(&key, &value, &mut problems);
+            }
+            Key::LogHead { tenant } => {
+                let _ = decode::<u64>(&key, &value, &mut problems);
+                tenants.entry(tenant.to_owned()).or_default();
+            }
+            Key::LogSlot { tenant, .. } => {
+                let _ = decode::<crate::log::Entry>(&key, &value, &mut problems);
+                tenants.entry(tenant.to_owned()).or_default();
+            }
             Key::Rate { .. } => {
                 // The token bucket changes with every request; only its shape is checked.
                 let _ = decode::<Value>(&key, &value, &mut problems);
@@ -339,12 +374,29 @@ where
     }
 
     check_tenants(&tenant_records, &connections, &tenants, &mut problems);
+    for t in tenant_records.keys() {
+        if !directory.as_ref().is_some_and(|(_, ids)| ids.contains(t)) {
+            let key = directory.as_ref().map_or_else(|| keys::TENANTS.to_owned(), |(k, _)| k.clone());
+            problems.push(Problem { key, kind: ProblemKind::TenantNotListed { tenant: t.clone() } });
+        }
+    }
     report.tenants = tenant_records.len();
     for (t, st) in &tenants {
         report.users += st.users.len();
         report.groups += st.groups.len();
         report.memberships += st.memberships.len();
         check_tenant(t, st, &mut problems);
+        let active = st.users.values().filter(|(_, u)| u.state.is_active()).count() as i64;
+        let disabled = st.users.len() as i64 - active;
+        for (state, actual) in [("active", active), ("disabled", disabled)] {
+            let counted = st.counts.get(state).copied().unwrap_or(0);
+            if counted != actual {
+                problems.push(Problem {
+                    key: format!("v1/t/{t}/stats/"),
+                    kind: ProblemKind::CountDrift { state: state.to_owned(), counted, actual },
+                });
+            }
+        }
     }
     problems.sort_by(|a, b| (b.severity(), &a.key).cmp(&(a.severity(), &b.key)));
     report.problems = problems;
@@ -377,8 +429,11 @@ fn check_tenants(
         }
     }
     for (c, (key, conn)) in connections {
-        let current = tenant_records.get(&conn.tenant).and_then(|(_, t)| t.connection.as_deref());
-        if current != Some(c.as_str()) {
+        let tenant = tenant_records.get(&conn.tenant).map(|(_, t)| t);
+        let current = tenant.and_then(|t| t.connection.as_deref());
+        // A connection a plan change turned off is kept to explain its 403.
+        let off = tenant.and_then(|t| t.scim_off.as_ref()).map(|o| o.connection.as_str());
+        if current != Some(c.as_str()) && off != Some(c.as_str()) {
             problems.push(Problem {
                 key: key.clone(),
                 kind: ProblemKind::ConnectionOrphan { tenant: conn.tenant.clone() },

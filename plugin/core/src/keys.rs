@@ -15,6 +15,11 @@
 //! v1/t/{tenant}/lock/{list}                  lease that serialises a list's mutations
 //!     list = users, groups, members.{group}
 //! v1/t/{tenant}/rate                         the tenant's rate-limit token bucket (when rateLimit is on)
+//! v1/t/{tenant}/stats/{shard}                user counts by state (sharded counters, `crate::counters`)
+//! v1/t/{tenant}/log/head                     provisioning log: the next sequence number (a hint)
+//! v1/t/{tenant}/log/s/{slot}                 provisioning log entry `seq` at slot `seq % logSize`
+//! v1/tenants                                 ids of every tenant (JSON array, sorted)
+//! v1/conn/{conn}/stats/{shard}               SCIM connection's request and failure counts (sharded)
 //! ```
 //!
 //! Tenant names are validated by [`valid_tenant`] before they reach a key; resource ids are
@@ -113,6 +118,22 @@ pub fn rate(t: &str) -> String {
     format!("v1/t/{t}/rate")
 }
 
+/// Every tenant's id.
+pub const TENANTS: &str = "v1/tenants";
+
+pub fn tenant_stats(t: &str, shard: u8) -> String {
+    format!("v1/t/{t}/stats/{shard}")
+}
+pub fn connection_stats(conn: &str, shard: u8) -> String {
+    format!("v1/conn/{conn}/stats/{shard}")
+}
+pub fn log_head(t: &str) -> String {
+    format!("v1/t/{t}/log/head")
+}
+pub fn log_slot(t: &str, slot: u64) -> String {
+    format!("v1/t/{t}/log/s/{slot}")
+}
+
 pub fn membership(t: &str, group: &str, user: &str) -> String {
     format!("v1/t/{t}/m/{group}/{user}")
 }
@@ -201,13 +222,29 @@ pub enum Key<'a> {
     Rate {
         tenant: &'a str,
     },
+    Tenants,
+    TenantStats {
+        tenant: &'a str,
+        shard: u8,
+    },
+    ConnectionStats {
+        connection: &'a str,
+        shard: u8,
+    },
+    LogHead {
+        tenant: &'a str,
+    },
+    LogSlot {
+        tenant: &'a str,
+        slot: u64,
+    },
 }
 
 impl Key<'_> {
     /// The tenant the key belongs to (its owner, for `v1/tenant/{t}`); `None` for connections.
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Key::Connection(_) => None,
+            Key::Connection(_) | Key::ConnectionStats { .. } | Key::Tenants => None,
             Key::Tenant(tenant)
             | Key::User { tenant, .. }
             | Key::Group { tenant, .. }
@@ -218,7 +255,10 @@ impl Key<'_> {
             | Key::ListChunk { tenant, .. }
             | Key::ListPos { tenant, .. }
             | Key::Lock { tenant, .. }
-            | Key::Rate { tenant } => Some(tenant),
+            | Key::Rate { tenant }
+            | Key::TenantStats { tenant, .. }
+            | Key::LogHead { tenant }
+            | Key::LogSlot { tenant, .. } => Some(tenant),
         }
     }
 }
@@ -235,10 +275,17 @@ fn parse_list(name: &str) -> Option<List> {
 /// shape, invalid tenant name or id, an unescaped segment).
 pub fn parse(key: &str) -> Option<Key<'_>> {
     let rest = key.strip_prefix("v1/")?;
+    if rest == "tenants" {
+        return Some(Key::Tenants);
+    }
     if let Some(t) = rest.strip_prefix("tenant/") {
         return valid_tenant(t).then_some(Key::Tenant(t));
     }
     if let Some(c) = rest.strip_prefix("conn/") {
+        if let Some((c, shard)) = c.split_once("/stats/") {
+            let shard = parse_shard(shard)?;
+            return valid_id(c).then_some(Key::ConnectionStats { connection: c, shard });
+        }
         return valid_id(c).then_some(Key::Connection(c));
     }
     let rest = rest.strip_prefix("t/")?;
@@ -263,9 +310,20 @@ pub fn parse(key: &str) -> Option<Key<'_>> {
         ["list", list, "pos", id] if valid_id(id) => Key::ListPos { tenant, list: parse_list(list)?, id },
         ["lock", list] => Key::Lock { tenant, list: parse_list(list)? },
         ["rate"] => Key::Rate { tenant },
+        ["stats", n] => Key::TenantStats { tenant, shard: parse_shard(n)? },
+        ["log", "head"] => Key::LogHead { tenant },
+        ["log", "s", n] if is_decimal(n) => Key::LogSlot { tenant, slot: n.parse().ok()? },
         _ => return None,
     };
     Some(key)
+}
+
+fn parse_shard(n: &str) -> Option<u8> {
+    if is_decimal(n) {
+        n.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// A chunk number as `chunk_key` writes it: decimal, no leading zero.
@@ -320,6 +378,11 @@ mod tests {
             (members.pos_key(t, id), Key::ListPos { tenant: t, list: members.clone(), id }),
             (members.lock_key(t), Key::Lock { tenant: t, list: members.clone() }),
             (rate(t), Key::Rate { tenant: t }),
+            (TENANTS.to_owned(), Key::Tenants),
+            (tenant_stats(t, 7), Key::TenantStats { tenant: t, shard: 7 }),
+            (connection_stats(id, 3), Key::ConnectionStats { connection: id, shard: 3 }),
+            (log_head(t), Key::LogHead { tenant: t }),
+            (log_slot(t, 999), Key::LogSlot { tenant: t, slot: 999 }),
         ];
         for (key, want) in cases {
             assert_eq!(parse(&key), Some(want), "{key}");

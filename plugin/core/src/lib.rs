@@ -16,6 +16,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod consistency;
+pub mod counters;
 pub mod error;
 pub mod groups;
 pub mod index;
@@ -23,7 +24,9 @@ pub mod keys;
 pub mod lifecycle;
 pub mod limits;
 pub mod list;
+pub mod log;
 pub mod rate;
+pub mod roles;
 pub mod router;
 pub mod scim;
 pub mod store;
@@ -31,6 +34,7 @@ pub mod tenants;
 pub mod time;
 pub mod users;
 
+mod page;
 mod service;
 
 #[cfg(feature = "testing")]

@@ -1,4 +1,4 @@
-//! The provisioned user's life as an explicit state machine, and the roles SCIM never touches.
+//! The provisioned user's life as an explicit state machine (roles are in `crate::roles`).
 //!
 //! ```text
 //!   POST /Users ──► Active ◄──── active=true ────┐
@@ -47,17 +47,6 @@ impl UserState {
     pub fn is_active(self) -> bool {
         self == UserState::Active
     }
-}
-
-/// A user's role in the product. Only the product's administrators change it, never SCIM:
-/// a `roles` attribute from Entra is stored as SCIM data and grants nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// The base role every SCIM-provisioned user gets.
-    User,
-    Administrator,
-    SystemTechnician,
 }
 
 /// Where a user came from.

@@ -10,6 +10,8 @@ pub enum Route<'a> {
     Scim { connection: &'a str, endpoint: ScimEndpoint<'a> },
     /// `/admin/v1/…`
     Admin(AdminEndpoint<'a>),
+    /// The admin page: `/admin` and `/admin/…` outside `/admin/v1`; the path after `/admin`.
+    AdminPage(&'a str),
     /// Not ours.
     Other,
 }
@@ -33,8 +35,13 @@ pub enum ScimEndpoint<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminEndpoint<'a> {
+    Tenants,
+    Roles,
     Tenant(&'a str),
     ScimConnection(&'a str),
+    Users(&'a str),
+    User(&'a str, &'a str),
+    Log(&'a str),
     Unknown,
 }
 
@@ -71,14 +78,24 @@ pub fn route(path: &str) -> Route<'_> {
     if let Some(rest) = path.strip_prefix(ADMIN_PREFIX) {
         let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
         let endpoint = match segs.as_slice() {
+            ["tenants"] => AdminEndpoint::Tenants,
+            ["roles"] => AdminEndpoint::Roles,
             ["tenants", t] => AdminEndpoint::Tenant(t),
             ["tenants", t, "scim"] => AdminEndpoint::ScimConnection(t),
+            ["tenants", t, "users"] => AdminEndpoint::Users(t),
+            ["tenants", t, "users", id] => AdminEndpoint::User(t, id),
+            ["tenants", t, "log"] => AdminEndpoint::Log(t),
             _ => AdminEndpoint::Unknown,
         };
         return Route::Admin(endpoint);
     }
     if path == "/admin/v1" || path == "/scim/v2" {
         return Route::Admin(AdminEndpoint::Unknown);
+    }
+    if let Some(rest) = path.strip_prefix("/admin") {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Route::AdminPage(rest);
+        }
     }
     Route::Other
 }
@@ -159,6 +176,13 @@ mod tests {
         );
         assert_eq!(route("/admin/v1/tenants/acme/scim"), Route::Admin(AdminEndpoint::ScimConnection("acme")));
         assert_eq!(route("/admin/v1/tenants/acme"), Route::Admin(AdminEndpoint::Tenant("acme")));
+        assert_eq!(route("/admin/v1/tenants/"), Route::Admin(AdminEndpoint::Tenants));
+        assert_eq!(route("/admin/v1/tenants/a/users/x"), Route::Admin(AdminEndpoint::User("a", "x")));
+        assert_eq!(route("/admin/v1/tenants/a/log"), Route::Admin(AdminEndpoint::Log("a")));
+        assert_eq!(route("/admin/"), Route::AdminPage("/"));
+        assert_eq!(route("/admin"), Route::AdminPage(""));
+        assert_eq!(route("/admin/app.js"), Route::AdminPage("/app.js"));
+        assert_eq!(route("/administrator"), Route::Other);
         assert_eq!(route("/other"), Route::Other);
     }
 

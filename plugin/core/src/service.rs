@@ -11,7 +11,7 @@ use crate::scim::projection::{project, wants};
 use crate::scim::schema::ResourceKind;
 use crate::scim::{filter, schema};
 use crate::users::{Page, Scope};
-use crate::{admin, auth, groups, rate, tenants, users, Env, Store};
+use crate::{admin, auth, counters, groups, keys, log, rate, tenants, users, Env, Store};
 
 /// The core's one entry point: every request gets a response, every failure a SCIM error.
 pub async fn handle<S: Store>(req: http::Request<Bytes>, env: &Env<'_, S>) -> http::Response<Bytes> {
@@ -35,17 +35,84 @@ async fn dispatch<S: Store>(
         Route::Other => Err(ScimError::not_found(
             "no such endpoint: SCIM is served under /scim/v2/{connection}/ and the admin API under /admin/v1/",
         )),
+        Route::AdminPage(rest) => crate::page::serve(rest, req.method()),
         Route::Admin(endpoint) => admin::handle(endpoint, req, env, &public_base).await,
         Route::Scim { connection, endpoint } => {
             let who = tenants::authenticate(env, connection, auth::bearer(req.headers())).await?;
-            if let Some(limit) = env.config.rate_limit {
-                rate::admit(env, &who.tenant, limit).await?;
-            }
+            let write = write_operation(&endpoint, req.method());
+            let result = match env.config.rate_limit {
+                Some(limit) => rate::admit(env, &who.tenant, limit).await,
+                None => Ok(()),
+            };
             let base = admin::scim_url(&public_base, &who.connection);
             let scope = Scope { tenant: &who.tenant, base: &base };
-            scim(endpoint, req, env, &scope).await
+            let result = match result {
+                Ok(()) => scim(endpoint, req, env, &scope).await,
+                Err(e) => Err(e),
+            };
+            record(env, &who, write, &result).await;
+            result
         }
     }
+}
+
+/// The log's name for a SCIM write: (operation, resource type, target id from the path).
+type Write<'a> = (&'static str, &'static str, Option<&'a str>);
+
+fn write_operation<'a>(endpoint: &ScimEndpoint<'a>, m: &Method) -> Option<Write<'a>> {
+    let op = match (endpoint, m.as_str()) {
+        (ScimEndpoint::Users, "POST") => ("user.create", "User", None),
+        (ScimEndpoint::User(id), "PUT") => ("user.replace", "User", Some(*id)),
+        (ScimEndpoint::User(id), "PATCH") => ("user.update", "User", Some(*id)),
+        (ScimEndpoint::User(id), "DELETE") => ("user.delete", "User", Some(*id)),
+        (ScimEndpoint::Groups, "POST") => ("group.create", "Group", None),
+        (ScimEndpoint::Group(id), "PUT") => ("group.replace", "Group", Some(*id)),
+        (ScimEndpoint::Group(id), "PATCH") => ("group.update", "Group", Some(*id)),
+        (ScimEndpoint::Group(id), "DELETE") => ("group.delete", "Group", Some(*id)),
+        _ => return None,
+    };
+    Some(op)
+}
+
+/// A SCIM write's log entry, set by the handler when it knows better than the route (a POST
+/// that matched an existing local user).
+#[derive(Clone, Copy)]
+struct Operation(&'static str);
+
+/// Counts the request for the connection's status and logs it when it was a write. Best effort:
+/// the request's outcome stands whether or not the bookkeeping could be written.
+async fn record<S: Store>(
+    env: &Env<'_, S>,
+    who: &tenants::Authenticated,
+    write: Option<Write<'_>>,
+    result: &ScimResult<http::Response<Bytes>>,
+) {
+    let failed = match result {
+        Ok(r) => r.status().is_client_error() || r.status().is_server_error(),
+        Err(_) => true,
+    };
+    let deltas = [("requests", 1), ("failures", i64::from(failed))];
+    let _ = counters::add(env, |s| keys::connection_stats(&who.connection, s), &deltas).await;
+    let Some((operation, resource_type, path_id)) = write else { return };
+    let (status, detail, body, operation) = match result {
+        Ok(r) => {
+            let op = r.extensions().get::<Operation>().map_or(operation, |o| o.0);
+            let body = serde_json::from_slice::<Value>(r.body()).ok();
+            (r.status().as_u16(), None, body, op)
+        }
+        Err(e) => (e.status.as_u16(), Some(e.detail.clone()), None, operation),
+    };
+    let body_str = |k: &str| body.as_ref().and_then(|b| b.get(k)).and_then(Value::as_str).map(str::to_owned);
+    let event = log::Event {
+        actor: log::Actor::Scim { connection: who.connection.clone() },
+        operation,
+        resource_type,
+        target: path_id.map(str::to_owned).or_else(|| body_str("id")),
+        target_name: body_str(if resource_type == "User" { "userName" } else { "displayName" }),
+        status,
+        detail,
+    };
+    let _ = log::append(env, &who.tenant, event).await;
 }
 
 /// `scheme://host` the SCIM URLs are built on: configured, else from the request.
@@ -290,8 +357,12 @@ async fn scim<S: Store>(
         ScimEndpoint::Users => match *m {
             Method::GET => search(env, scope, Searched::Users, &q).await,
             Method::POST => {
-                let rec = users::create(env, scope, &json_body(req)?).await?;
-                Ok(single(rec.render(scope.base), &q, StatusCode::CREATED))
+                let (rec, how) = users::create(env, scope, &json_body(req)?).await?;
+                let mut res = single(rec.render(scope.base), &q, StatusCode::CREATED);
+                if how == users::Created::MatchedLocal {
+                    res.extensions_mut().insert(Operation("user.match"));
+                }
+                Ok(res)
             }
             _ => Err(ScimError::method_not_allowed("GET, POST")),
         },

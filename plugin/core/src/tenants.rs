@@ -25,6 +25,31 @@ pub struct Tenant {
     pub created_at: String,
     /// The current SCIM connection id, if SCIM is on.
     pub connection: Option<String>,
+    /// Lifetime of the SCIM tokens generated for this tenant; `None`: the configured default.
+    #[serde(default)]
+    pub token_lifetime_days: Option<u32>,
+    /// Set when SCIM was turned off by a plan change: the connection it turned off (kept so
+    /// that its requests get 403 with the reason instead of 401) and the plan moved to.
+    #[serde(default)]
+    pub scim_off: Option<ScimOff>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimOff {
+    pub connection: String,
+    pub plan: String,
+}
+
+impl ScimOff {
+    pub fn detail(&self) -> String {
+        format!(
+            "SCIM provisioning is off: this tenant moved to the {:?} plan and SCIM is part of the {SCIM_PLAN:?} \
+             plan; after moving back, generate a new SCIM configuration and update Entra's Tenant URL and \
+             Secret Token",
+            self.plan
+        )
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,6 +62,17 @@ pub struct Connection {
     pub last_used_at: Option<String>,
     #[serde(default)]
     pub last_used_ms: u64,
+    /// When the token stops working; `None`: never.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+}
+
+impl Connection {
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|e| now_ms >= e)
+    }
 }
 
 /// A connection that authenticated a request.
@@ -71,38 +107,68 @@ pub async fn get<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<Option<(Tena
     get_json(env.store, &keys::tenant(t)).await
 }
 
-/// Creates or updates a tenant. Returns whether it was created. Leaving the SCIM plan
-/// revokes the SCIM connection: moving back needs a new generate.
-pub async fn put<S: Store>(
-    env: &Env<'_, S>,
-    t: &str,
-    name: String,
-    plan: String,
-) -> ScimResult<(Tenant, bool)> {
+/// What a tenant PUT asks for.
+pub struct TenantUpdate {
+    /// Required to create; `None` keeps the name.
+    pub name: Option<String>,
+    /// `None`: the SCIM plan for a new tenant, the current plan otherwise.
+    pub plan: Option<String>,
+    /// `Some(None)`: clear; `None`: keep.
+    pub token_lifetime_days: Option<Option<u32>>,
+}
+
+/// Creates or updates a tenant. Returns the tenant and whether it was created. Leaving the SCIM
+/// plan turns SCIM off (its requests then get 403 saying why); moving back needs a new generate.
+pub async fn put<S: Store>(env: &Env<'_, S>, t: &str, u: &TenantUpdate) -> ScimResult<(Tenant, bool)> {
     check_tenant_name(t)?;
     for _ in 0..8 {
         match get_json::<S, Tenant>(env.store, &keys::tenant(t)).await? {
             None => {
+                let Some(name) = u.name.clone() else {
+                    return Err(ScimError::invalid_value(format!(
+                        "tenant {t:?} does not exist; \"name\" is required to create it"
+                    )));
+                };
                 let tenant = Tenant {
-                    name: name.clone(),
-                    plan: plan.clone(),
+                    name,
+                    plan: u.plan.clone().unwrap_or_else(|| SCIM_PLAN.to_owned()),
                     created_at: time::rfc3339(env.clock.now_millis()),
                     connection: None,
+                    token_lifetime_days: u.token_lifetime_days.flatten(),
+                    scim_off: None,
                 };
                 match put_json(env.store, &keys::tenant(t), &tenant, Condition::Absent).await {
-                    Ok(_) => return Ok((tenant, true)),
+                    Ok(_) => {
+                        add_to_directory(env, t).await?;
+                        return Ok((tenant, true));
+                    }
                     Err(StoreError::Conflict) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
             Some((mut tenant, ver)) => {
-                let old_connection = if plan != SCIM_PLAN { tenant.connection.take() } else { None };
-                tenant.name = name.clone();
-                tenant.plan = plan.clone();
+                let mut dropped = None;
+                let plan = u.plan.clone().unwrap_or_else(|| tenant.plan.clone());
+                if plan != SCIM_PLAN {
+                    if let Some(c) = tenant.connection.take() {
+                        // A connection turned off earlier by a plan change is replaced.
+                        dropped = tenant.scim_off.take().map(|o| o.connection);
+                        tenant.scim_off = Some(ScimOff { connection: c, plan: plan.clone() });
+                    } else if let Some(off) = tenant.scim_off.as_mut() {
+                        off.plan = plan.clone();
+                    }
+                }
+                if let Some(name) = &u.name {
+                    tenant.name = name.clone();
+                }
+                tenant.plan = plan;
+                if let Some(days) = u.token_lifetime_days {
+                    tenant.token_lifetime_days = days;
+                }
                 match put_json(env.store, &keys::tenant(t), &tenant, Condition::Version(ver)).await {
                     Ok(_) => {
-                        if let Some(c) = old_connection {
-                            env.store.delete(&keys::connection(&c), Condition::Any).await?;
+                        if let Some(c) = dropped {
+                            delete_connection(env, &c).await?;
                         }
                         return Ok((tenant, false));
                     }
@@ -115,24 +181,66 @@ pub async fn put<S: Store>(
     Err(StoreError::Conflict.into())
 }
 
+/// Adds a tenant id to `keys::TENANTS` (idempotent).
+async fn add_to_directory<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<()> {
+    for _ in 0..16 {
+        let (mut ids, cond) = match get_json::<S, Vec<String>>(env.store, keys::TENANTS).await? {
+            Some((ids, v)) => (ids, Condition::Version(v)),
+            None => (Vec::new(), Condition::Absent),
+        };
+        match ids.binary_search_by(|x| x.as_str().cmp(t)) {
+            Ok(_) => return Ok(()),
+            Err(at) => ids.insert(at, t.to_owned()),
+        }
+        match put_json(env.store, keys::TENANTS, &ids, cond).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Every tenant id, sorted.
+pub async fn list<S: Store>(env: &Env<'_, S>) -> ScimResult<Vec<String>> {
+    Ok(get_json::<S, Vec<String>>(env.store, keys::TENANTS).await?.map(|(ids, _)| ids).unwrap_or_default())
+}
+
+/// Deletes a connection record and its counters.
+async fn delete_connection<S: Store>(env: &Env<'_, S>, c: &str) -> ScimResult<()> {
+    env.store.delete(&keys::connection(c), Condition::Any).await?;
+    crate::counters::clear(env, |s| keys::connection_stats(c, s)).await
+}
+
 /// The secret half of a generated connection: shown once, never stored.
 pub struct Generated {
     pub connection: String,
     pub token: String,
-    pub created_at: String,
+    pub record: Connection,
+    /// Whether it replaced a connection (whose URL and token stopped working).
+    pub regenerated: bool,
 }
 
-/// Generates (or regenerates) the tenant's SCIM connection.
-pub async fn generate<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<Generated> {
+const DAY_MS: u64 = 86_400_000;
+
+/// Generates (or regenerates) the tenant's SCIM connection. The token expires after
+/// `lifetime_days`, else the tenant's lifetime, else the configured default, else never.
+pub async fn generate<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    lifetime_days: Option<u32>,
+) -> ScimResult<Generated> {
     let connection = random_hex(env, 16)?;
     let token = format!("sce_{}", random_hex(env, 32)?);
-    let created_at = time::rfc3339(env.clock.now_millis());
-    let record = Connection {
+    let now = env.clock.now_millis();
+    let mut record = Connection {
         tenant: t.to_owned(),
         token_sha256: hex::encode(auth::sha256(&token)),
-        created_at: created_at.clone(),
+        created_at: time::rfc3339(now),
         last_used_at: None,
         last_used_ms: 0,
+        expires_at: None,
+        expires_ms: None,
     };
     for _ in 0..8 {
         let Some((mut tenant, ver)) = get(env, t).await? else {
@@ -146,14 +254,19 @@ pub async fn generate<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<Generat
                 tenant.plan
             )));
         }
+        let days = lifetime_days.or(tenant.token_lifetime_days).or(env.config.default_token_lifetime_days);
+        record.expires_ms = days.map(|d| now.saturating_add(u64::from(d) * DAY_MS));
+        record.expires_at = record.expires_ms.map(time::rfc3339);
         put_json(env.store, &keys::connection(&connection), &record, Condition::Any).await?;
         let old = tenant.connection.replace(connection.clone());
+        let off = tenant.scim_off.take();
         match put_json(env.store, &keys::tenant(t), &tenant, Condition::Version(ver)).await {
             Ok(_) => {
-                if let Some(old) = old {
-                    env.store.delete(&keys::connection(&old), Condition::Any).await?;
+                let regenerated = old.is_some();
+                for old in old.into_iter().chain(off.map(|o| o.connection)) {
+                    delete_connection(env, &old).await?;
                 }
-                return Ok(Generated { connection, token, created_at });
+                return Ok(Generated { connection, token, record, regenerated });
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => {
@@ -182,10 +295,14 @@ pub async fn revoke<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<bool> {
         let Some((mut tenant, ver)) = get(env, t).await? else {
             return Err(ScimError::not_found(format!("tenant {t:?} does not exist")));
         };
-        let Some(old) = tenant.connection.take() else { return Ok(false) };
+        let off = tenant.scim_off.take().map(|o| o.connection);
+        let Some(old) = tenant.connection.take().or(off.clone()) else { return Ok(false) };
         match put_json(env.store, &keys::tenant(t), &tenant, Condition::Version(ver)).await {
             Ok(_) => {
-                env.store.delete(&keys::connection(&old), Condition::Any).await?;
+                delete_connection(env, &old).await?;
+                if let Some(off) = off.filter(|o| *o != old) {
+                    delete_connection(env, &off).await?;
+                }
                 return Ok(true);
             }
             Err(StoreError::Conflict) => continue,
@@ -222,10 +339,23 @@ pub async fn authenticate<S: Store>(
     {
         return Err(unauthorized());
     }
-    let tenant = get_json::<S, Tenant>(env.store, &keys::tenant(&conn.tenant)).await?.map(|(t, _)| t);
-    let Some(tenant) = tenant.filter(|t| t.connection.as_deref() == Some(connection)) else {
+    let now = env.clock.now_millis();
+    if conn.expired(now) {
+        return Err(ScimError::unauthorized(format!(
+            "this SCIM token expired at {}; generate a new SCIM configuration (Settings > Security > SCIM \
+             Provisioning) and update Entra's Tenant URL and Secret Token",
+            conn.expires_at.as_deref().unwrap_or("an earlier time")
+        )));
+    }
+    let Some((tenant, _)) = get_json::<S, Tenant>(env.store, &keys::tenant(&conn.tenant)).await? else {
         return Err(unauthorized());
     };
+    if tenant.connection.as_deref() != Some(connection) {
+        return match tenant.scim_off.filter(|o| o.connection == connection) {
+            Some(off) => Err(ScimError::forbidden(off.detail())),
+            None => Err(unauthorized()),
+        };
+    }
     if tenant.plan != SCIM_PLAN {
         return Err(ScimError::forbidden(format!(
             "SCIM provisioning is off: it requires the {SCIM_PLAN:?} plan and this tenant is on {:?}",
@@ -233,7 +363,6 @@ pub async fn authenticate<S: Store>(
         )));
     }
     let tenant_id = conn.tenant.clone();
-    let now = env.clock.now_millis();
     if now.saturating_sub(conn.last_used_ms) >= LAST_USED_GRANULARITY_MS {
         let mut conn = conn;
         conn.last_used_ms = now;

@@ -6,12 +6,12 @@ use serde_json::{Map, Value};
 use crate::error::{ScimError, ScimResult};
 use crate::index::{self, Change};
 use crate::keys::{self, Index, List};
-use crate::lifecycle::{Event, Role, Source, UserState};
+use crate::lifecycle::{Event, Source, UserState};
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch;
 use crate::scim::schema::{self, ResourceKind};
 use crate::store::{get_json, put_json, Condition, Store, StoreError, Version};
-use crate::{limits, list, time, Env};
+use crate::{counters, limits, list, roles, time, Env};
 
 /// How often a write that lost a race to a concurrent one is retried.
 const RETRIES: usize = 8;
@@ -22,7 +22,8 @@ const RETRIES: usize = 8;
 pub struct UserRecord {
     pub id: String,
     pub state: UserState,
-    pub role: Role,
+    /// `crate::roles`: set to `user` by SCIM, changed only through the admin API.
+    pub role: String,
     pub source: Source,
     pub created: String,
     pub last_modified: String,
@@ -43,11 +44,20 @@ fn str_attr<'a>(attrs: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 }
 
 impl UserRecord {
-    fn user_name(&self) -> Option<&str> {
+    pub fn user_name(&self) -> Option<&str> {
         str_attr(&self.attributes, "userName")
     }
-    fn external_id(&self) -> Option<&str> {
+    pub fn external_id(&self) -> Option<&str> {
         str_attr(&self.attributes, "externalId")
+    }
+    pub fn display_name(&self) -> Option<&str> {
+        str_attr(&self.attributes, "displayName")
+    }
+    /// The primary e-mail address, else the first.
+    pub fn email(&self) -> Option<&str> {
+        let emails = self.attributes.get("emails")?.as_array()?;
+        let primary = emails.iter().find(|e| e.get("primary").and_then(Value::as_bool) == Some(true));
+        primary.or(emails.first())?.get("value")?.as_str()
     }
 
     /// The SCIM representation (RFC 7643 §4.1) with `meta`.
@@ -104,9 +114,58 @@ fn settle_state(state: UserState, attrs: &mut Map<String, Value>) -> UserState {
     state
 }
 
-pub async fn create<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, body: &Value) -> ScimResult<UserRecord> {
-    let mut attrs = schema::normalize(ResourceKind::User, body)?;
+/// How a SCIM POST /Users was satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The userName belonged to a locally created user (the tenant's first administrator, say),
+    /// which SCIM now manages: its attributes are replaced, its id and role kept.
+    MatchedLocal,
+}
+
+pub async fn create<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    body: &Value,
+) -> ScimResult<(UserRecord, Created)> {
+    let attrs = schema::normalize(ResourceKind::User, body)?;
     limits::check_resource(&attrs, &env.config.limits)?;
+    let user_name = str_attr(&attrs, "userName").unwrap_or_default();
+    if let Some(id) = index::lookup(env, scope.tenant, Index::UserName, user_name).await? {
+        if let Some((old, _)) = load(env, scope.tenant, &id).await? {
+            if old.source == Source::Local {
+                let rec = update(env, scope, &id, Some(Source::Scim), |_| Ok(attrs.clone())).await?;
+                return Ok((rec, Created::MatchedLocal));
+            }
+        }
+    }
+    let rec = insert(env, scope.tenant, attrs, roles::USER, Source::Scim).await?;
+    Ok((rec, Created::New))
+}
+
+/// Creates a user outside SCIM (the tenant's first administrator).
+pub async fn create_local<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    user_name: &str,
+    display_name: Option<&str>,
+    role: &str,
+) -> ScimResult<UserRecord> {
+    let mut body = serde_json::json!({ "schemas": [schema::USER_SCHEMA], "userName": user_name });
+    if let (Some(d), Some(obj)) = (display_name, body.as_object_mut()) {
+        obj.insert("displayName".into(), Value::from(d));
+    }
+    let attrs = schema::normalize(ResourceKind::User, &body)?;
+    insert(env, tenant, attrs, role, Source::Local).await
+}
+
+async fn insert<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    mut attrs: Map<String, Value>,
+    role: &str,
+    source: Source,
+) -> ScimResult<UserRecord> {
     let id = crate::tenants::random_hex(env, 16)?;
     let now = time::rfc3339(env.clock.now_millis());
     let state = UserState::provisioned(attrs.get("active").and_then(Value::as_bool));
@@ -114,14 +173,13 @@ pub async fn create<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, body: &Value)
     let rec = UserRecord {
         id: id.clone(),
         state,
-        role: Role::User,
-        source: Source::Scim,
+        role: role.to_owned(),
+        source,
         created: now.clone(),
         last_modified: now,
         version: 1,
         attributes: attrs,
     };
-    let t = scope.tenant;
     // The record first, then its index entries, then its list position: an index entry never
     // points at a record that is not written yet, so `index::claim` may take over entries
     // whose record is missing (leftovers of a request that failed half-way) instead of
@@ -149,7 +207,32 @@ pub async fn create<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, body: &Value)
         let _ = env.store.delete(&keys::user(t, &id), Condition::Any).await;
         return Err(e);
     }
+    count_states(env, t, None, Some(rec.state)).await;
     Ok(rec)
+}
+
+/// Keeps the tenant's user counts by state (`counters`) in step with a transition. Best
+/// effort: the write it follows has happened and is not undone for a counter.
+async fn count_states<S: Store>(env: &Env<'_, S>, t: &str, from: Option<UserState>, to: Option<UserState>) {
+    if from == to {
+        return;
+    }
+    let name = |s: UserState| if s.is_active() { "active" } else { "disabled" };
+    let mut deltas = Vec::with_capacity(2);
+    if let Some(f) = from {
+        deltas.push((name(f), -1));
+    }
+    if let Some(t) = to {
+        deltas.push((name(t), 1));
+    }
+    let _ = counters::add(env, |s| keys::tenant_stats(t, s), &deltas).await;
+}
+
+/// The tenant's number of (active, disabled) users.
+pub async fn counts<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<(u64, u64)> {
+    let c = counters::sum(env, |s| keys::tenant_stats(t, s)).await?;
+    let get = |n: &str| c.get(n).copied().unwrap_or(0).max(0) as u64;
+    Ok((get("active"), get("disabled")))
 }
 
 pub async fn get<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<UserRecord> {
@@ -158,7 +241,13 @@ pub async fn get<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> Sci
 
 /// Replaces the user's attributes with `next` (already validated), moving index entries and
 /// applying the lifecycle; retried on concurrent changes via `make`.
-async fn update<S, F>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, make: F) -> ScimResult<UserRecord>
+async fn update<S, F>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    id: &str,
+    source: Option<Source>,
+    make: F,
+) -> ScimResult<UserRecord>
 where
     S: Store,
     F: Fn(&UserRecord) -> ScimResult<Map<String, Value>>,
@@ -173,12 +262,13 @@ where
             state,
             last_modified: time::rfc3339(env.clock.now_millis()),
             version: old.version + 1,
+            source: source.unwrap_or(old.source),
             ..old.clone()
         };
         if rec.user_name().is_none_or(str::is_empty) {
             return Err(ScimError::invalid_value("userName is required and cannot be removed"));
         }
-        if rec.attributes == old.attributes && rec.state == old.state {
+        if rec.attributes == old.attributes && rec.state == old.state && rec.source == old.source {
             // Nothing changed: keep version and timestamps (Entra re-sends values every cycle).
             return Ok(old);
         }
@@ -200,6 +290,7 @@ where
             Ok(_) => {
                 names.commit(env, t, id).await?;
                 exts.commit(env, t, id).await?;
+                count_states(env, t, Some(old.state), Some(rec.state)).await;
                 return Ok(rec);
             }
             Err(e) => {
@@ -227,7 +318,7 @@ pub async fn replace<S: Store>(
     body: &Value,
 ) -> ScimResult<UserRecord> {
     let attrs = schema::normalize(ResourceKind::User, body)?;
-    update(env, scope, id, |_| Ok(attrs.clone())).await
+    update(env, scope, id, Some(Source::Scim), |_| Ok(attrs.clone())).await
 }
 
 pub async fn patch<S: Store>(
@@ -238,7 +329,7 @@ pub async fn patch<S: Store>(
 ) -> ScimResult<UserRecord> {
     limits::check_patch_operations(body, &env.config.limits)?;
     let ops = patch::parse_request(body)?;
-    update(env, scope, id, |old| {
+    update(env, scope, id, Some(Source::Scim), |old| {
         let mut attrs = old.attributes.clone();
         patch::apply(ResourceKind::User, &mut attrs, &ops)?;
         Ok(attrs)
@@ -259,7 +350,31 @@ pub async fn delete<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> 
     if let Some(x) = rec.external_id() {
         index::release(env, t, Index::UserExternalId, x, id).await?;
     }
+    count_states(env, t, Some(rec.state), None).await;
     Ok(())
+}
+
+/// Gives the user another role (admin API only; SCIM never calls this). The SCIM
+/// representation does not change, so neither do its version and timestamps.
+pub async fn set_role<S: Store>(env: &Env<'_, S>, t: &str, id: &str, role: &str) -> ScimResult<UserRecord> {
+    if !roles::exists(env.config, role) {
+        return Err(ScimError::invalid_value(format!(
+            "unknown role {role:?}: use user, administrator, system_technician or a role in extraRoles"
+        )));
+    }
+    for _ in 0..RETRIES {
+        let Some((mut rec, ver)) = load(env, t, id).await? else { return Err(not_found(id)) };
+        if rec.role == role {
+            return Ok(rec);
+        }
+        rec.role = role.to_owned();
+        match put_json(env.store, &keys::user(t, id), &rec, Condition::Version(ver)).await {
+            Ok(_) => return Ok(rec),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
 }
 
 /// A page of a query's results.

@@ -81,7 +81,9 @@ fn store_work_per_request_does_not_grow_with_the_tenant() {
     let large = costs(10_000);
     for ((name, s), (_, l)) in small.iter().zip(large.iter()) {
         println!("{name:28} 100 users: {s:3} store ops   10,000 users: {l:3} store ops");
-        assert!(*s <= 40, "{name} costs {s} store operations");
+        // Every request also counts itself for the connection's status (2 ops); every write
+        // appends to the provisioning log (about 4) and may move the user counts (2).
+        assert!(*s <= 50, "{name} costs {s} store operations");
         // Equal, except that each swap-remove may read and write one more list chunk when the
         // hole and the list's end are in different chunks (never the case in a 100-id list);
         // deleting a group member does two swap-removes.

@@ -211,8 +211,15 @@ fn a_store_outage_at_any_point_of_a_create_never_blocks_the_user_name() {
         let r = check(host.store.entries());
         assert!(r.problems.iter().all(|p| p.kind != ProblemKind::UnknownKey), "n={n}: {r}");
         if first == 201 {
-            assert!(r.problems.is_empty(), "n={n}: {r}");
-            break;
+            // The outage may have hit only the user count that follows the write (best effort).
+            assert!(
+                r.problems.iter().all(|p| matches!(p.kind, ProblemKind::CountDrift { .. })),
+                "n={n}: {r}"
+            );
+            if r.problems.is_empty() {
+                break;
+            }
+            continue;
         }
         assert_eq!(first, 503, "n={n}");
         // The store is back: Entra matches by userName, then creates if nothing matched.

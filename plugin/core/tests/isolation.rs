@@ -30,9 +30,34 @@ fn populate(host: &Host, name: &str) -> Data {
     Data { t, users: vec![u0, u1], groups: vec![g0], marker }
 }
 
+/// A tenant's data, without leases and the provisioning log (where the tenant's own refused
+/// attempts are recorded: checked by [`failures_logged`]).
 fn tenant_keys(host: &Host, name: &str) -> Vec<(String, String)> {
     let prefix = format!("v1/t/{name}/");
-    host.store.dump().into_iter().filter(|(k, _)| k.starts_with(&prefix) && !k.contains("/lock/")).collect()
+    host.store
+        .dump()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&prefix) && !k.contains("/lock/") && !k.contains("/log/"))
+        .collect()
+}
+
+/// The outcomes of a tenant's log entries from number `from` on.
+fn log_outcomes(host: &Host, name: &str, from: u64) -> Vec<String> {
+    let prefix = format!("v1/t/{name}/log/s/");
+    host.store
+        .dump()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .filter_map(|(_, v)| serde_json::from_str::<Value>(&v).ok())
+        .filter(|e| e["seq"].as_u64().unwrap() >= from)
+        .map(|e| e["outcome"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn log_next(host: &Host, name: &str) -> u64 {
+    host.store
+        .raw(&format!("v1/t/{name}/log/head"))
+        .map_or(0, |v| String::from_utf8(v).unwrap().parse().unwrap())
 }
 
 #[test]
@@ -40,6 +65,7 @@ fn every_token_against_every_other_tenant() {
     let host = Host::new();
     let tenants = [populate(&host, "alpha"), populate(&host, "beta"), populate(&host, "gamma")];
     let snapshot: Vec<_> = tenants.iter().map(|d| tenant_keys(&host, &d.t.name)).collect();
+    let log_from: Vec<u64> = tenants.iter().map(|d| log_next(&host, &d.t.name)).collect();
     let mut checked = 0;
     for me in &tenants {
         for other in tenants.iter().filter(|o| o.t.name != me.t.name) {
@@ -127,6 +153,11 @@ fn every_token_against_every_other_tenant() {
     assert!(checked > 300);
     let after: Vec<_> = tenants.iter().map(|d| tenant_keys(&host, &d.t.name)).collect();
     assert_eq!(snapshot, after, "cross-tenant requests changed a tenant's data");
+    // Each tenant's refused writes are in its own log, as failures, and only there.
+    for (d, from) in tenants.iter().zip(log_from) {
+        let outcomes = log_outcomes(&host, &d.t.name, from);
+        assert!(outcomes.len() >= 8 && outcomes.iter().all(|o| o == "failure"), "{}: {outcomes:?}", d.t.name);
+    }
     host.assert_consistent();
 }
 

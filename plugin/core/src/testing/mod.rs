@@ -44,6 +44,13 @@ impl MemStore {
             Err(_) => BTreeMap::new(),
         }
     }
+    /// [`MemStore::dump`] without bookkeeping: the provisioning log and the counters of
+    /// requests and user states, which every request (refused ones too) may write.
+    pub fn data(&self) -> BTreeMap<String, String> {
+        let mut d = self.dump();
+        d.retain(|k, _| !k.contains("/log/") && !k.contains("/stats/"));
+        d
+    }
     /// Every key with its value as stored, in key order: the input of
     /// [`crate::consistency::check`].
     pub fn entries(&self) -> Vec<(String, Vec<u8>)> {

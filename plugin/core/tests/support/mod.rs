@@ -52,7 +52,21 @@ impl Host {
     }
 
     pub fn raw(&self, method: &str, uri: &str, token: Option<&str>, body: impl Into<Bytes>) -> Reply {
+        self.raw_with(method, uri, token, &[], body)
+    }
+
+    pub fn raw_with(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
         let mut b = http::Request::builder().method(method).uri(uri).header("host", "scim.test");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
@@ -68,6 +82,13 @@ impl Host {
 
     pub fn send(&self, method: &str, uri: &str, token: &str, body: Option<Value>) -> (u16, Value) {
         let r = self.raw(method, uri, Some(token), body.map(|b| b.to_string()).unwrap_or_default());
+        (r.status, r.body)
+    }
+
+    /// An admin API call on behalf of user `acting`.
+    pub fn acting(&self, acting: &str, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let r = self.raw_with(method, uri, Some(ADMIN), &[("x-acting-user", acting)], body);
         (r.status, r.body)
     }
 

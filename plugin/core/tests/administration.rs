@@ -1,0 +1,277 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a failed unwrap is a failed test
+//! Tenant administration through the admin API: the first administrator, acting users and
+//! their roles, the users page, plans, token lifetime, the provisioning log as a change feed,
+//! and the connection's status. See docs/admin-api.md.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{patch, Host, Tenant, ADMIN};
+
+/// Tenant `acme` with its first administrator and SCIM on; returns the admin's user id.
+fn acme(host: &Host) -> (Tenant, String) {
+    let (s, b) = host.send(
+        "PUT",
+        "/admin/v1/tenants/acme",
+        ADMIN,
+        Some(json!({"name": "Acme", "admin": {"userName": "Ada@acme.example", "displayName": "Ada Admin"}})),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["users"], json!({"active": 1, "disabled": 0}));
+    let t = host.connect("acme");
+    let (_, list) = host.send("GET", "/admin/v1/tenants/acme/users", ADMIN, None);
+    let admin = &list["users"][0];
+    assert_eq!((admin["role"].as_str(), admin["source"].as_str()), (Some("administrator"), Some("local")));
+    (t, admin["id"].as_str().unwrap().to_owned())
+}
+
+fn user(host: &Host, id: &str) -> Value {
+    let (s, u) = host.send("GET", &format!("/admin/v1/tenants/acme/users/{id}"), ADMIN, None);
+    assert_eq!(s, 200, "{u}");
+    u
+}
+
+fn log(host: &Host, query: &str) -> Value {
+    let (s, b) = host.send("GET", &format!("/admin/v1/tenants/acme/log?{query}"), ADMIN, None);
+    assert_eq!(s, 200, "{b}");
+    b
+}
+
+fn ops(page: &Value) -> Vec<String> {
+    page["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn entra_matches_the_local_first_administrator_by_user_name() {
+    let host = Host::new();
+    let (t, admin) = acme(&host);
+    // Entra looks the user up first (and finds the local administrator) ...
+    let (s, found) = host.scim(&t, "GET", "Users?filter=userName%20eq%20%22ada@acme.example%22", None);
+    assert_eq!((s, found["totalResults"].as_u64()), (200, Some(1)));
+    // ... or creates it: the same user, SCIM-managed now, still an administrator.
+    let (s, u) = host.scim(
+        &t,
+        "POST",
+        "Users",
+        Some(json!({"userName": "ada@acme.example", "externalId": "e-ada", "displayName": "Ada L."})),
+    );
+    assert_eq!(s, 201, "{u}");
+    assert_eq!(u["id"], admin.as_str());
+    let a = user(&host, &admin);
+    assert_eq!((a["role"].as_str(), a["source"].as_str()), (Some("administrator"), Some("scim")));
+    assert_eq!(a["displayName"], "Ada L.");
+    assert_eq!(ops(&log(&host, "operation=user.")), ["user.match"]);
+    host.assert_consistent();
+}
+
+#[test]
+fn roles_decide_what_an_acting_user_may_do() {
+    let host = Host::new();
+    let (t, admin) = acme(&host);
+    let bob = host.create_user(&t, "bob@acme.example");
+    let tech = host.create_user(&t, "tech@acme.example");
+    // Provisioned users get the base role; only an administrator raises them.
+    assert_eq!(user(&host, &bob)["role"], "user");
+    let uri = |id: &str| format!("/admin/v1/tenants/acme/users/{id}");
+    let (s, b) = host.acting(&bob, "PATCH", &uri(&tech), Some(json!({"role": "system_technician"})));
+    assert_eq!(s, 403, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("needs the administrator role"), "{b}");
+    let (s, b) = host.acting(&admin, "PATCH", &uri(&tech), Some(json!({"role": "system_technician"})));
+    assert_eq!((s, b["role"].as_str()), (200, Some("system_technician")), "{b}");
+    // A system technician manages SCIM but not users.
+    let (s, b) = host.acting(&tech, "POST", "/admin/v1/tenants/acme/scim", None);
+    assert_eq!(s, 201, "{b}");
+    let t = Tenant {
+        base: b["url"].as_str().unwrap().trim_start_matches("http://scim.test").to_owned(),
+        token: b["token"].as_str().unwrap().to_owned(),
+        ..t
+    };
+    let (s, b) = host.acting(&tech, "DELETE", &uri(&bob), None);
+    assert_eq!(s, 403);
+    assert!(b["detail"].as_str().unwrap().contains("administrator role"), "{b}");
+    // A base user sees nothing; an unknown or disabled acting user is refused.
+    for (path, method) in
+        [("/scim", "GET"), ("/scim", "POST"), ("/users", "GET"), ("/log", "GET"), ("", "GET")]
+    {
+        let (s, b) = host.acting(&bob, method, &format!("/admin/v1/tenants/acme{path}"), None);
+        assert_eq!(s, 403, "{method} {path}: {b}");
+        assert!(b["detail"].as_str().unwrap().contains("administrator"), "{b}");
+    }
+    let (s, _) = host.acting("0123456789abcdef0123456789abcdef", "GET", "/admin/v1/tenants/acme/users", None);
+    assert_eq!(s, 403);
+    let (s, _) = host.acting(&admin, "GET", "/admin/v1/tenants", None);
+    assert_eq!(s, 403, "listing tenants is the operator's");
+    let off = patch(json!([{"op": "replace", "path": "active", "value": false}]));
+    assert_eq!(host.scim(&t, "PATCH", &format!("Users/{tech}"), Some(off)).0, 200);
+    let (s, b) = host.acting(&tech, "GET", "/admin/v1/tenants/acme/scim", None);
+    assert_eq!(s, 403);
+    assert!(b["detail"].as_str().unwrap().contains("disabled"), "{b}");
+    // Nobody changes their own role or removes themselves.
+    let (s, _) = host.acting(&admin, "PATCH", &uri(&admin), Some(json!({"role": "user"})));
+    assert_eq!(s, 403);
+    let (s, _) = host.acting(&admin, "DELETE", &uri(&admin), None);
+    assert_eq!(s, 403);
+    // Unknown roles are refused; extraRoles adds more.
+    let (s, b) = host.send("PATCH", &uri(&bob), ADMIN, Some(json!({"role": "root"})));
+    assert_eq!((s, b["scimType"].as_str()), (400, Some("invalidValue")));
+    // Refusals are logged with the acting user.
+    let refused = log(&host, "outcome=failure&operation=user.role&actor=user");
+    let statuses: Vec<(&str, u64)> = refused["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"]["id"].as_str().unwrap(), e["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(statuses, [(admin.as_str(), 403), (bob.as_str(), 403)]);
+    host.assert_consistent();
+}
+
+#[test]
+fn a_role_survives_every_scim_write_and_removal_is_immediate() {
+    let host = Host::new();
+    let (t, _) = acme(&host);
+    let id = host.create_user(&t, "carol@acme.example");
+    let uri = format!("/admin/v1/tenants/acme/users/{id}");
+    assert_eq!(host.send("PATCH", &uri, ADMIN, Some(json!({"role": "administrator"}))).0, 200);
+    // Entra sends roles as data: stored, granting nothing, the role stays.
+    let put = json!({"userName": "carol@acme.example", "displayName": "Carol", "active": true,
+                     "roles": [{"value": "user", "primary": true}]});
+    assert_eq!(host.scim(&t, "PUT", &format!("Users/{id}"), Some(put)).0, 200);
+    let off = patch(json!([{"op": "replace", "path": "active", "value": "False"}]));
+    assert_eq!(host.scim(&t, "PATCH", &format!("Users/{id}"), Some(off)).0, 200);
+    let u = user(&host, &id);
+    assert_eq!((u["role"].as_str(), u["state"].as_str()), (Some("administrator"), Some("disabled")));
+    let (_, tenant) = host.send("GET", "/admin/v1/tenants/acme", ADMIN, None);
+    assert_eq!(tenant["users"], json!({"active": 1, "disabled": 1}));
+    // Users page filters and paging.
+    let (_, page) = host.send("GET", "/admin/v1/tenants/acme/users?state=disabled", ADMIN, None);
+    assert_eq!(
+        (page["totalResults"].as_u64(), page["users"][0]["id"].as_str()),
+        (Some(1), Some(id.as_str()))
+    );
+    let (_, page) = host.send("GET", "/admin/v1/tenants/acme/users?q=CAROL&source=scim", ADMIN, None);
+    assert_eq!(page["totalResults"], 1);
+    let (_, page) = host.send("GET", "/admin/v1/tenants/acme/users?startIndex=2&count=1", ADMIN, None);
+    assert_eq!((page["totalResults"].as_u64(), page["itemsPerPage"].as_u64()), (Some(2), Some(1)));
+    // Removed at once: SCIM sees a deleted user, and may create it again (with the base role).
+    assert_eq!(host.send("DELETE", &uri, ADMIN, None).0, 204);
+    assert_eq!(host.scim(&t, "GET", &format!("Users/{id}"), None).0, 404);
+    let again = host.create_user(&t, "carol@acme.example");
+    assert_ne!(again, id);
+    assert_eq!(user(&host, &again)["role"], "user");
+    let (_, tenant) = host.send("GET", "/admin/v1/tenants/acme", ADMIN, None);
+    assert_eq!(tenant["users"], json!({"active": 2, "disabled": 0}));
+    host.assert_consistent();
+}
+
+#[test]
+fn leaving_the_plan_turns_scim_off_with_a_reason() {
+    let host = Host::new();
+    let (t, _) = acme(&host);
+    assert_eq!(host.scim(&t, "GET", "Users", None).0, 200);
+    let (s, b) = host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(json!({"plan": "basic"})));
+    assert_eq!(s, 200, "{b}");
+    assert_eq!((b["name"].as_str(), b["scim"].is_null()), (Some("Acme"), true));
+    let (s, b) = host.scim(&t, "GET", "Users", None);
+    assert_eq!(s, 403, "{b}");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.contains("\"basic\" plan") && detail.contains("advanced"), "{detail}");
+    let (s, b) = host.send("POST", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    assert_eq!(s, 403, "{b}");
+    // Moving back does not turn the old connection on: a new generate does.
+    assert_eq!(host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(json!({"plan": "advanced"}))).0, 200);
+    assert_eq!(host.scim(&t, "GET", "Users", None).0, 403);
+    let t2 = host.connect("acme");
+    assert_eq!(host.scim(&t, "GET", "Users", None).0, 401);
+    assert_eq!(host.scim(&t2, "GET", "Users", None).0, 200);
+    host.assert_consistent();
+}
+
+#[test]
+fn tokens_expire_with_a_clear_detail() {
+    let host = Host::with_config(r#""defaultTokenLifetimeDays": 30"#);
+    let (t, _) = acme(&host);
+    let (_, c) = host.send("GET", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    assert_eq!(c["expiresAt"], "2026-01-31T00:00:00.000Z");
+    host.clock.advance(29 * 86_400_000);
+    assert_eq!(host.scim(&t, "GET", "Users", None).0, 200);
+    host.clock.advance(86_400_000);
+    let (s, b) = host.scim(&t, "GET", "Users", None);
+    assert_eq!(s, 401);
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.contains("expired") && detail.contains("generate a new SCIM configuration"), "{detail}");
+    let (_, c) = host.send("GET", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    assert_eq!(c["expired"], true);
+    // Per generate, and per tenant.
+    let (s, g) = host.send("POST", "/admin/v1/tenants/acme/scim", ADMIN, Some(json!({"expiresInDays": 1})));
+    assert_eq!((s, g["regenerated"].as_bool()), (201, Some(true)));
+    assert_eq!(g["expiresAt"], "2026-02-01T00:00:00.000Z");
+    let (s, b) = host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(json!({"tokenLifetimeDays": null})));
+    assert_eq!((s, b["tokenLifetimeDays"].is_null()), (200, true));
+    let (_, g) = host.send("POST", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    assert_eq!(g["expiresAt"], "2026-03-02T00:00:00.000Z", "the configured default applies");
+}
+
+#[test]
+fn the_log_is_a_change_feed_without_secrets_and_the_connection_shows_its_use() {
+    let host = Host::with_config(r#""logSize": 20"#);
+    let (t, admin) = acme(&host);
+    let head = log(&host, "count=1");
+    let cursor = head["entries"][0]["seq"].as_u64().unwrap();
+    assert_eq!(ops(&head), ["scim.generate"]);
+    let u = host.create_user(&t, "dan@acme.example");
+    let g = host.create_group(&t, "Staff", &[&u]);
+    assert_eq!(host.scim(&t, "POST", "Users", Some(json!({"userName": "DAN@acme.example"}))).0, 409);
+    assert_eq!(host.scim(&t, "GET", "Users", None).0, 200);
+    host.acting(
+        &admin,
+        "PATCH",
+        &format!("/admin/v1/tenants/acme/users/{u}"),
+        Some(json!({"role": "administrator"})),
+    );
+    // Follow the feed from the cursor: every write in order, reads not at all.
+    let feed = log(&host, &format!("after={cursor}"));
+    assert_eq!(ops(&feed), ["user.create", "group.create", "user.create", "user.role"]);
+    let e = &feed["entries"];
+    assert_eq!(
+        (e[0]["target"].as_str(), e[0]["targetName"].as_str()),
+        (Some(u.as_str()), Some("dan@acme.example"))
+    );
+    assert_eq!((e[1]["target"].as_str(), e[1]["resourceType"].as_str()), (Some(g.as_str()), Some("Group")));
+    assert_eq!((e[2]["outcome"].as_str(), e[2]["status"].as_u64()), (Some("failure"), Some(409)));
+    assert_eq!(e[0]["actor"]["type"], "scim");
+    assert_eq!(
+        (e[3]["actor"]["type"].as_str(), e[3]["actor"]["id"].as_str()),
+        (Some("user"), Some(admin.as_str()))
+    );
+    let next = feed["next"].as_u64().unwrap();
+    assert!(log(&host, &format!("after={next}"))["entries"].as_array().unwrap().is_empty());
+    // Regenerate, revoke: in the log; no token anywhere in it.
+    let (_, g2) = host.send("POST", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    assert_eq!(host.send("DELETE", "/admin/v1/tenants/acme/scim", ADMIN, None).0, 204);
+    let all = log(&host, "count=500");
+    assert_eq!(ops(&all)[..2], ["scim.revoke", "scim.regenerate"]);
+    let text = all.to_string() + &host.store.dump().values().cloned().collect::<String>();
+    for secret in [t.token.as_str(), g2["token"].as_str().unwrap(), ADMIN] {
+        assert!(!text.contains(secret), "a token is in the log or the store");
+    }
+    // Bounded: past logSize entries the oldest go, and a cursor that fell behind gets 410.
+    let t = host.connect("acme");
+    for i in 0..30 {
+        host.create_user(&t, &format!("bulk{i}@acme.example"));
+    }
+    let page = log(&host, "count=500");
+    assert_eq!(page["entries"].as_array().unwrap().len(), 20);
+    let (s, b) = host.send("GET", &format!("/admin/v1/tenants/acme/log?after={cursor}"), ADMIN, None);
+    assert_eq!(s, 410, "{b}");
+    let older = log(&host, &format!("before={}&count=5", page["entries"][4]["seq"]));
+    assert_eq!(older["entries"][0]["seq"], page["entries"][5]["seq"]);
+    // The connection's status: requests and failures since it was created.
+    host.scim(&t, "GET", "Users/00000000000000000000000000000000", None);
+    let (_, c) = host.send("GET", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    assert_eq!((c["requests"].as_u64(), c["failures"].as_u64()), (Some(31), Some(1)), "{c}");
+    assert!(c["lastUsedAt"].is_string());
+    let (_, list) = host.send("GET", "/admin/v1/tenants", ADMIN, None);
+    assert_eq!(list["tenants"][0]["users"]["active"], 32);
+    host.assert_consistent();
+}
