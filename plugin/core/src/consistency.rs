@@ -305,7 +305,7 @@ where
                 }
             }
             Key::Index { tenant, index, .. } => {
-                let id = String::from_utf8_lossy(&value).into_owned();
+                let id = crate::index::parse_entry(&value).0;
                 tenants.entry(tenant.to_owned()).or_default().index.insert(key.clone(), (index, id));
             }
             Key::Membership { tenant, group, user } => {

@@ -6,6 +6,26 @@ use crate::keys::{self, Index};
 use crate::store::{Condition, Store, StoreError};
 use crate::Env;
 
+/// An entry's stored value: the id, a space and when it was claimed (ms since the epoch).
+/// Entries written before claims carried their time hold the id alone (time 0).
+fn entry_value(id: &str, now_ms: u64) -> String {
+    format!("{id} {now_ms}")
+}
+
+/// (id, claimed at) of a stored entry.
+pub fn parse_entry(value: &[u8]) -> (String, u64) {
+    let text = String::from_utf8_lossy(value);
+    match text.split_once(' ') {
+        Some((id, ms)) => (id.to_owned(), ms.parse().unwrap_or(0)),
+        None => (text.into_owned(), 0),
+    }
+}
+
+/// How old a claim must be before a claim of the same value may take it over from a record
+/// that no longer has that value (a rename that failed between claiming and writing). Far
+/// beyond any request's lifetime, so a rename still in progress is never overtaken.
+const STALE_CLAIM_MS: u64 = 60_000;
+
 /// The id a value is indexed to, if any.
 pub async fn lookup<S: Store>(
     env: &Env<'_, S>,
@@ -14,18 +34,21 @@ pub async fn lookup<S: Store>(
     value: &str,
 ) -> ScimResult<Option<String>> {
     let key = keys::index(tenant, ix, value);
-    Ok(env.store.get(&key).await?.map(|v| String::from_utf8_lossy(&v.value).into_owned()))
+    Ok(env.store.get(&key).await?.map(|v| parse_entry(&v.value).0))
 }
 
 /// Claims `value` for `id`. Claiming a value already held by the same id succeeds (retries
 /// are idempotent); held by another id → 409 uniqueness.
 ///
-/// An entry held by an id whose record does not exist is taken over (compare-and-swap on the
-/// entry's version). Creates write their record *before* claiming (see `users::create`), and
-/// deletes remove the record before releasing, so such an entry can only be the leftover of a
-/// request that failed half-way — a store outage between the claim and its undo. Without the
-/// take-over that value would answer 409 for ever, and Entra, whose create timed out, would
-/// retry into that 409 for ever too.
+/// Two kinds of leftovers of a request that failed half-way (a store outage between the claim
+/// and its undo) are taken over, with compare-and-swap on the entry's version:
+/// - an entry held by an id whose record does not exist: creates write their record *before*
+///   claiming (see `users::create`) and deletes remove the record before releasing, so nothing
+///   in progress looks like that. Without the take-over that value would answer 409 for ever,
+///   and Entra, whose create timed out, would retry into that 409 for ever too;
+/// - an entry whose record no longer has the value, claimed more than [`STALE_CLAIM_MS`] ago:
+///   a rename claims the new value before writing the record, so a younger such entry may be a
+///   rename in progress and is respected.
 pub async fn claim<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -35,22 +58,29 @@ pub async fn claim<S: Store>(
 ) -> ScimResult<()> {
     let key = keys::index(tenant, ix, value);
     let taken = || ScimError::uniqueness(format!("{} {value:?} is already in use in this tenant", label(ix)));
+    let now = env.clock.now_millis();
+    let mine = entry_value(id, now);
     for _ in 0..CLAIM_ATTEMPTS {
-        match env.store.put(&key, id.as_bytes(), Condition::Absent).await {
+        match env.store.put(&key, mine.as_bytes(), Condition::Absent).await {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
         // Released meanwhile: try again.
         let Some(held) = env.store.get(&key).await? else { continue };
-        if held.value == id.as_bytes() {
+        let (holder, since) = parse_entry(&held.value);
+        if holder == id {
             return Ok(());
         }
-        let holder = String::from_utf8_lossy(&held.value);
-        if keys::valid_id(&holder) && env.store.get(&record_key(tenant, ix, &holder)).await?.is_some() {
-            return Err(taken());
+        if keys::valid_id(&holder) {
+            if let Some(record) = env.store.get(&record_key(tenant, ix, &holder)).await? {
+                let still_has_it = record_value(ix, &record.value).is_none_or(|v| same(ix, &v, value));
+                if still_has_it || now.saturating_sub(since) < STALE_CLAIM_MS {
+                    return Err(taken());
+                }
+            }
         }
-        match env.store.put(&key, id.as_bytes(), Condition::Version(held.version)).await {
+        match env.store.put(&key, mine.as_bytes(), Condition::Version(held.version)).await {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
@@ -61,6 +91,19 @@ pub async fn claim<S: Store>(
 
 /// Rounds of create-if-absent / take-over before a contended claim gives up (409, retry).
 const CLAIM_ATTEMPTS: usize = 4;
+
+/// The value a stored record has for index `ix`; `None` if the record does not decode (then
+/// it is treated as holding the value).
+fn record_value(ix: Index, record: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(record).ok()?;
+    let attr = match ix {
+        Index::UserName => "userName",
+        Index::UserExternalId | Index::GroupExternalId => "externalId",
+        Index::GroupName => "displayName",
+    };
+    // A record without the attribute does not hold the value: "" maps to no entry of a value.
+    Some(v.get("attributes")?.get(attr).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned())
+}
 
 /// The record an index entry of `ix` refers to.
 fn record_key(tenant: &str, ix: Index, id: &str) -> String {
@@ -80,7 +123,7 @@ pub async fn release<S: Store>(
 ) -> ScimResult<()> {
     let key = keys::index(tenant, ix, value);
     if let Some(v) = env.store.get(&key).await? {
-        if v.value == id.as_bytes() {
+        if parse_entry(&v.value).0 == id {
             match env.store.delete(&key, Condition::Version(v.version)).await {
                 Ok(()) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),

@@ -5,7 +5,7 @@
 //! v1/conn/{conn}                             SCIM connection: tenant, SHA-256 of the token, createdAt, lastUsedAt
 //! v1/t/{tenant}/u/{id}                       user record (state, role, SCIM resource, meta)
 //! v1/t/{tenant}/g/{id}                       group record (SCIM resource without members, meta)
-//! v1/t/{tenant}/ix/{index}/{value}           unique index → resource id
+//! v1/t/{tenant}/ix/{index}/{value}           unique index → "{resource id} {claimed at, ms}"
 //!     index = userName (lower-cased), userExternalId, groupName (lower-cased), groupExternalId
 //! v1/t/{tenant}/m/{group}/{user}             membership: present ⇔ user is a member of group
 //! v1/t/{tenant}/ug/{user}                    ids of the groups the user belongs to (JSON array)

@@ -259,6 +259,49 @@ pub async fn clear<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> Sci
     result
 }
 
+/// Adds `id` unless it is listed already; two reads when it is. Heals a create that failed
+/// after writing its record and before listing it, or half-way through listing it (its next
+/// update lists it). Returns whether it was added.
+pub async fn ensure<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, id: &str) -> ScimResult<bool> {
+    if listed(env, tenant, list, id, false).await? {
+        return Ok(false);
+    }
+    let held = acquire(env, tenant, list).await?;
+    let result = async {
+        // Under the lease, and to the chunk: a concurrent ensure may have listed it meanwhile.
+        if listed(env, tenant, list, id, true).await? {
+            return Ok(false);
+        }
+        push_locked(env, tenant, list, std::slice::from_ref(&id.to_owned())).await.map(|()| true)
+    }
+    .await;
+    let _ = held.release(env).await;
+    result
+}
+
+/// Whether `id` has a position within the list's length (and, `thorough`, whether the chunk
+/// holds it there): a push interrupted before its length was written leaves a position
+/// beyond the end.
+async fn listed<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    list: &List,
+    id: &str,
+    thorough: bool,
+) -> ScimResult<bool> {
+    let Some((pos, _)) = get_json::<S, u64>(env.store, &list.pos_key(tenant, id)).await? else {
+        return Ok(false);
+    };
+    if pos >= len(env, tenant, list).await? {
+        return Ok(false);
+    }
+    if !thorough {
+        return Ok(true);
+    }
+    let c = chunk(env, tenant, list, pos / CHUNK).await?;
+    Ok(c.get((pos % CHUNK) as usize).is_some_and(|x| x == id))
+}
+
 /// Whether `id` is in the list (one read).
 pub async fn contains<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, id: &str) -> ScimResult<bool> {
     Ok(env.store.get(&list.pos_key(tenant, id)).await?.is_some())

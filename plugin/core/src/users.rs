@@ -211,6 +211,25 @@ async fn insert<S: Store>(
     Ok(rec)
 }
 
+/// Completes a user a failed create left unlisted, and maybe unindexed (the create lists last):
+/// lists it (`list::ensure`, one read when listed) and claims its values. Undone if a
+/// concurrent delete removed the record meanwhile, so a deleted user is never listed again.
+async fn relist<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<()> {
+    if !list::ensure(env, t, &List::Users, id).await? {
+        return Ok(());
+    }
+    let Some((rec, _)) = load(env, t, id).await? else {
+        return list::remove(env, t, &List::Users, &[id.to_owned()]).await;
+    };
+    if let Some(u) = rec.user_name() {
+        index::claim(env, t, Index::UserName, u, id).await?;
+    }
+    if let Some(x) = rec.external_id() {
+        index::claim(env, t, Index::UserExternalId, x, id).await?;
+    }
+    Ok(())
+}
+
 /// Keeps the tenant's user counts by state (`counters`) in step with a transition. Best
 /// effort: the write it follows has happened and is not undone for a counter.
 async fn count_states<S: Store>(env: &Env<'_, S>, t: &str, from: Option<UserState>, to: Option<UserState>) {
@@ -270,6 +289,7 @@ where
         }
         if rec.attributes == old.attributes && rec.state == old.state && rec.source == old.source {
             // Nothing changed: keep version and timestamps (Entra re-sends values every cycle).
+            relist(env, t, id).await?;
             return Ok(old);
         }
         // After the no-change answer: a resource stored under larger limits stays readable
@@ -291,6 +311,7 @@ where
                 names.commit(env, t, id).await?;
                 exts.commit(env, t, id).await?;
                 count_states(env, t, Some(old.state), Some(rec.state)).await;
+                relist(env, t, id).await?;
                 return Ok(rec);
             }
             Err(e) => {

@@ -584,10 +584,11 @@ impl<'t, T: Target> Run<'t, T> {
         self.ok(value.is_none(), &seen, || "the key is absent".into())
     }
 
-    /// An index key holds exactly the id (raw UTF-8, not JSON).
+    /// An index key holds the id (raw UTF-8 `{id} {claimed at}`, not JSON).
     async fn stored_id(&mut self, key: &str, id: &str) -> Result<(), Failure> {
         let (seen, value) = self.read(key).await;
-        self.ok(value.as_deref() == Some(id.as_bytes()), &seen, || format!("the raw bytes of {id}"))
+        let holds = value.as_deref().is_some_and(|v| crate::index::parse_entry(v).0 == id);
+        self.ok(holds, &seen, || format!("an index entry holding {id}"))
     }
 
     /// The user record: `state`, `role` "user", `source` "scim", `attributes.userName`.
