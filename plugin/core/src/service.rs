@@ -50,7 +50,7 @@ async fn dispatch<S: Store>(
                 Ok(()) => scim(endpoint, req, env, &scope).await,
                 Err(e) => Err(e),
             };
-            record(env, &who, write, &result).await;
+            record(env, &who, write, req.body(), &result).await;
             result
         }
     }
@@ -85,6 +85,7 @@ async fn record<S: Store>(
     env: &Env<'_, S>,
     who: &tenants::Authenticated,
     write: Option<Write<'_>>,
+    request_body: &Bytes,
     result: &ScimResult<http::Response<Bytes>>,
 ) {
     let failed = match result {
@@ -102,12 +103,15 @@ async fn record<S: Store>(
         }
         Err(e) => (e.status.as_u16(), Some(e.detail.clone()), None, operation),
     };
+    let answered_id = body.as_ref().and_then(|b| b.get("id")).and_then(Value::as_str).map(str::to_owned);
+    // The resource as answered; for a failure, as asked for (which userName did not make it).
+    let body = body.or_else(|| serde_json::from_slice::<Value>(request_body).ok());
     let body_str = |k: &str| body.as_ref().and_then(|b| b.get(k)).and_then(Value::as_str).map(str::to_owned);
     let event = log::Event {
         actor: log::Actor::Scim { connection: who.connection.clone() },
         operation,
         resource_type,
-        target: path_id.map(str::to_owned).or_else(|| body_str("id")),
+        target: path_id.map(str::to_owned).or(answered_id),
         target_name: body_str(if resource_type == "User" { "userName" } else { "displayName" }),
         status,
         detail,

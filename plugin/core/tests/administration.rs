@@ -239,6 +239,9 @@ fn the_log_is_a_change_feed_without_secrets_and_the_connection_shows_its_use() {
     );
     assert_eq!((e[1]["target"].as_str(), e[1]["resourceType"].as_str()), (Some(g.as_str()), Some("Group")));
     assert_eq!((e[2]["outcome"].as_str(), e[2]["status"].as_u64()), (Some("failure"), Some(409)));
+    // A failed create names the userName that did not make it, and the reason.
+    assert_eq!((e[2]["targetName"].as_str(), e[2]["target"].as_str()), (Some("DAN@acme.example"), None));
+    assert!(e[2]["detail"].as_str().unwrap().contains("already in use"), "{}", e[2]);
     assert_eq!(e[0]["actor"]["type"], "scim");
     assert_eq!(
         (e[3]["actor"]["type"].as_str(), e[3]["actor"]["id"].as_str()),
