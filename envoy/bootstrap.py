@@ -43,7 +43,8 @@ def main():
     t = a.tenant
 
     status, body = call(a.base, token, "PUT", f"/admin/v1/tenants/{t}",
-                        {"name": a.name or t.capitalize(), "plan": "advanced"})
+                        {"name": a.name or t.capitalize(), "plan": "advanced",
+                         "admin": {"userName": f"admin@{t}.example", "displayName": "Demo Administrator"}})
     if status not in (200, 201):
         sys.exit(f"bootstrap: PUT /admin/v1/tenants/{t} answered {status}: {body}")
     print(f"bootstrap: tenant {t!r} {'created' if status == 201 else 'already there'}", file=sys.stderr)

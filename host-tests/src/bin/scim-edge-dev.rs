@@ -128,7 +128,8 @@ fn request(
 /// The demo tenant and its SCIM connection, created through the component's admin API.
 async fn bootstrap(host: &SpinHost, authority: &str, token: &str, saved: &Path) -> anyhow::Result<Value> {
     let tenant_path = format!("/admin/v1/tenants/{DEMO_TENANT}");
-    let body = json!({"name": "Demo", "plan": "advanced"});
+    let body = json!({"name": "Demo", "plan": "advanced",
+                      "admin": {"userName": "admin@demo.example", "displayName": "Demo Administrator"}});
     let res = host.handle(request("PUT", &tenant_path, authority, token, Some(&body))?).await?;
     if !res.status().is_success() {
         bail!("PUT {tenant_path}: {} {}", res.status(), String::from_utf8_lossy(res.body()));
@@ -220,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("scim-edge (Spin component in wasmtime) listening on http://{local}");
     println!("  state:            ./{STATE_DIR}/ (sqlite_key_value.db, admin-token, demo-scim.json)");
+    println!("  admin page:       http://{local}/admin/   (sign in with the admin token)");
     println!("  admin token:      {token}");
     println!("  SCIM Tenant URL:  {url}");
     println!("  Secret Token:     {secret}");

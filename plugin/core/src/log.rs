@@ -88,10 +88,12 @@ const MAX_NAME: usize = 128;
 /// Slots probed past the head hint before giving up (the hint lags by the writes in flight).
 const APPEND_ATTEMPTS: usize = 64;
 
+/// The head hint: the number the next entry will likely get. Numbers start at 1, so that
+/// `after=0` reads a log from its start.
 async fn head<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<(u64, Option<crate::Version>)> {
     Ok(match get_json::<S, u64>(env.store, &keys::log_head(t)).await? {
-        Some((h, v)) => (h, Some(v)),
-        None => (0, None),
+        Some((h, v)) => (h.max(1), Some(v)),
+        None => (1, None),
     })
 }
 
@@ -190,7 +192,7 @@ async fn read<S: Store>(env: &Env<'_, S>, t: &str, seq: u64) -> ScimResult<Resul
 }
 
 /// The number the next entry will get: the head hint, moved past entries written after it.
-pub async fn latest<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<u64> {
+pub async fn next_seq<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<u64> {
     let (mut next, _) = head(env, t).await?;
     for _ in 0..env.config.log_size {
         match read(env, t, next).await? {
@@ -243,7 +245,7 @@ pub struct Page {
     pub entries: Vec<Entry>,
     /// The oldest number the ring may still hold.
     pub oldest: u64,
-    /// The number the next entry will get.
+    /// The newest entry's number (0: none yet): the change feed's starting point (`after`).
     pub latest: u64,
     /// The cursor value for the next call (`before` or `after`, as asked), `None` at the end
     /// of a newest-first read.
@@ -257,15 +259,16 @@ pub async fn page<S: Store>(
     count: usize,
     filter: &Filter,
 ) -> ScimResult<Page> {
-    let latest = latest(env, t).await?;
-    let oldest = latest.saturating_sub(env.config.log_size);
+    let next = next_seq(env, t).await?;
+    let latest = next - 1;
+    let oldest = next.saturating_sub(env.config.log_size).max(1);
     let mut entries = Vec::new();
     // Every read is bounded by the ring's size, filters or not.
     match cursor {
         Cursor::Newest | Cursor::Before(_) => {
             let mut s = match cursor {
-                Cursor::Before(b) => b.min(latest),
-                _ => latest,
+                Cursor::Before(b) => b.min(next),
+                _ => next,
             };
             while s > oldest && entries.len() < count {
                 s -= 1;
@@ -345,25 +348,29 @@ mod tests {
         let env = Env { store: &store, clock: &clock, random: &random, config: &config };
         let done = block_on(async {
             for n in 0..25u16 {
-                assert_eq!(append(&env, "t", event(n)).await.unwrap(), u64::from(n));
+                assert_eq!(append(&env, "t", event(n)).await.unwrap(), u64::from(n) + 1);
             }
             // Bounded: 10 slots and the head.
             assert_eq!(store.dump().len(), 11);
             let p = page(&env, "t", Cursor::Newest, 4, &Filter::default()).await.unwrap();
-            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [24, 23, 22, 21]);
-            assert_eq!((p.oldest, p.latest, p.next), (15, 25, Some(21)));
-            let p = page(&env, "t", Cursor::Before(21), 100, &Filter::default()).await.unwrap();
-            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [20, 19, 18, 17, 16, 15]);
+            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [25, 24, 23, 22]);
+            assert_eq!((p.oldest, p.latest, p.next), (16, 25, Some(22)));
+            let p = page(&env, "t", Cursor::Before(22), 100, &Filter::default()).await.unwrap();
+            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [21, 20, 19, 18, 17, 16]);
             assert_eq!(p.next, None);
             // The change feed, oldest first, resumable.
-            let p = page(&env, "t", Cursor::After(19), 3, &Filter::default()).await.unwrap();
-            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [20, 21, 22]);
+            let p = page(&env, "t", Cursor::After(20), 3, &Filter::default()).await.unwrap();
+            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [21, 22, 23]);
             let p = page(&env, "t", Cursor::After(p.next.unwrap()), 10, &Filter::default()).await.unwrap();
-            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [23, 24]);
-            assert_eq!(p.next, Some(24));
-            let p = page(&env, "t", Cursor::After(24), 10, &Filter::default()).await.unwrap();
+            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [24, 25]);
+            assert_eq!(p.next, Some(25));
+            // Following from "latest" misses nothing: the next entry is the first one read.
+            let p = page(&env, "t", Cursor::After(p.latest), 10, &Filter::default()).await.unwrap();
             assert!(p.entries.is_empty());
-            assert_eq!(p.next, Some(24));
+            assert_eq!(p.next, Some(25));
+            append(&env, "t", event(1)).await.unwrap();
+            let p = page(&env, "t", Cursor::After(25), 10, &Filter::default()).await.unwrap();
+            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [26]);
             // Fell behind the ring: 410, not a silent gap.
             let e = page(&env, "t", Cursor::After(3), 10, &Filter::default()).await.err().unwrap();
             assert_eq!(e.status, http::StatusCode::GONE);
@@ -374,7 +381,7 @@ mod tests {
                 ..Filter::default()
             };
             let p = page(&env, "t", Cursor::Newest, 10, &f).await.unwrap();
-            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [20]);
+            assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [21]);
             assert_eq!(p.entries[0].outcome, Outcome::Failure);
         });
         assert!(done.is_some());
@@ -392,8 +399,8 @@ mod tests {
             }
             // A writer whose hint update was lost.
             store.delete(&keys::log_head("t"), Condition::Any).await.unwrap();
-            assert_eq!(append(&env, "t", event(13)).await.unwrap(), 13);
-            assert_eq!(latest(&env, "t").await.unwrap(), 14);
+            assert_eq!(append(&env, "t", event(13)).await.unwrap(), 14);
+            assert_eq!(next_seq(&env, "t").await.unwrap(), 15);
         });
         assert!(done.is_some());
     }

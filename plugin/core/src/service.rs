@@ -35,6 +35,10 @@ async fn dispatch<S: Store>(
         Route::Other => Err(ScimError::not_found(
             "no such endpoint: SCIM is served under /scim/v2/{connection}/ and the admin API under /admin/v1/",
         )),
+        // Like the admin API, the page exists only where an admin token is configured.
+        Route::AdminPage(_) if env.config.admin_token_sha256.is_none() => Err(ScimError::not_found(
+            "the admin page is off: configure adminTokenSha256 (the SHA-256 of an admin token) to enable it",
+        )),
         Route::AdminPage(rest) => crate::page::serve(rest, req.method()),
         Route::Admin(endpoint) => admin::handle(endpoint, req, env, &public_base).await,
         Route::Scim { connection, endpoint } => {

@@ -278,3 +278,20 @@ fn the_log_is_a_change_feed_without_secrets_and_the_connection_shows_its_use() {
     assert_eq!(list["tenants"][0]["users"]["active"], 32);
     host.assert_consistent();
 }
+
+#[test]
+fn the_page_and_the_api_exist_only_with_an_admin_token() {
+    use scim_edge_core::testing::{FixedClock, MemStore, SeqRandom};
+    let (store, clock, random) = (MemStore::new(), FixedClock::default(), SeqRandom::new(1));
+    let config = scim_edge_core::Config::default();
+    let env = scim_edge_core::Env { store: &store, clock: &clock, random: &random, config: &config };
+    for path in ["/admin/", "/admin", "/admin/app.js", "/admin/v1/tenants"] {
+        let req = http::Request::get(path).body(bytes::Bytes::new()).unwrap();
+        let res = support::block_on(scim_edge_core::handle(req, &env));
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    let host = Host::new();
+    let r = host.raw("GET", "/admin/", None, "");
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.raw).contains("<html"));
+}

@@ -240,7 +240,7 @@
   function setView(name) {
     for (const v of document.querySelectorAll('[data-view]')) show(v, v.dataset.view === name);
     show($('session'), name !== 'signin');
-    document.body.dataset.view = name;
+    document.body.dataset.screen = name;
   }
 
   async function route() {
@@ -334,7 +334,11 @@
   // Tenants
 
   function scimBadge(t) {
-    if (t.scimOff) return badge('Off (plan)', 'warn', 'tenant-scim');
+    if (t.scimOff) {
+      const b = badge(t.plan === 'advanced' ? 'Off' : 'Off (plan)', 'warn', 'tenant-scim');
+      b.title = t.scimOff.detail || '';
+      return b;
+    }
     if (!t.scim) return badge('Off', 'neutral', 'tenant-scim');
     if (t.scim.expired) return badge('Expired', 'danger', 'tenant-scim');
     return badge('On', 'ok', 'tenant-scim');
@@ -587,10 +591,11 @@
     show(grid, Boolean(t));
     const off = t && t.scimOff;
     show($('scim-off'), Boolean(off));
-    $('scim-off-detail').textContent = off ? off.detail || '' : '';
+    $('scim-off-detail').textContent = off ? off.detail || 'SCIM provisioning is off for this tenant.' : '';
     if (!t) return;
     const c = t.scim;
     show($('scim-none'), !c);
+    show($('scim-needs-plan'), t.plan !== 'advanced');
     show($('scim-props'), Boolean(c));
     show($('scim-generate'), !c);
     show($('scim-regenerate'), Boolean(c));
@@ -738,7 +743,7 @@
         await loadTenant(seq);
       }
       notify(state.tenant && state.tenant.scimOff
-        ? `Saved. ${state.tenant.scimOff.detail || 'SCIM provisioning is off.'}`
+        ? `Saved: the tenant is on the "${state.tenant.plan}" plan and SCIM provisioning is off.`
         : 'Saved.');
     } catch (e) {
       showError(e, 'Saving the tenant');
@@ -902,7 +907,7 @@
     const target = e.targetName || e.target;
     return h('tr', { testid: 'log-row', dataset: { seq: e.seq, operation: e.operation, outcome: e.outcome } },
       h('td', { class: 'nowrap' }, timeEl(e.time, '—')),
-      h('td', { testid: 'log-actor', dataset: { actor: e.actor && e.actor.type } },
+      h('td', { testid: 'log-actor-cell', dataset: { actor: e.actor && e.actor.type } },
         h('span', { class: `actor actor-${e.actor && e.actor.type}`, text: actorText(e.actor) })),
       h('td', {}, h('code', { testid: 'log-op', text: e.operation })),
       h('td', { testid: 'log-target' },
@@ -940,11 +945,14 @@
     clearMessages();
     const btn = $('log-older');
     btn.disabled = true;
+    btn.dataset.busy = 'true';
     try {
       await loadLog(state.seq, true);
     } catch (e) {
       showError(e, 'Loading older entries');
       btn.disabled = false;
+    } finally {
+      delete btn.dataset.busy;
     }
   }
 
