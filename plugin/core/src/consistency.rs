@@ -78,8 +78,8 @@ pub enum ProblemKind {
     /// A record's value has no index entry pointing to it: filters on it miss the record
     /// and another resource may take the value.
     NotIndexed { index: Index, value: String, expected_key: String },
-    /// An index entry pointing to a record that does not exist: the value can never be
-    /// used again.
+    /// An index entry pointing to a record that does not exist (a request failed or raced
+    /// half-way): harmless until then, the next claim of the value takes it over.
     IndexDangling { id: String },
     /// An index entry pointing to a record whose value no longer maps to this entry.
     IndexStale { id: String },
@@ -121,6 +121,7 @@ impl Problem {
             | DataWithoutTenant { .. }
             | OrphanRecord { .. }
             | PositionBeyondEnd { .. }
+            | IndexDangling { .. }
             | CountDrift { .. } => Severity::Garbage,
             ChunkLength { expected, found, .. } if found > expected => Severity::Garbage,
             _ => Severity::Error,

@@ -183,6 +183,17 @@ async fn add_members<S: Store>(env: &Env<'_, S>, t: &str, gid: &str, uids: &[Str
         })
         .await?;
     }
+    // A user deleted meanwhile (its delete removes the record before reading its groups, so
+    // it may have missed this one): undo its membership.
+    let mut gone = Vec::new();
+    for uid in added {
+        if env.store.get(&keys::user(t, &uid)).await?.is_none() {
+            gone.push(uid);
+        }
+    }
+    if !gone.is_empty() {
+        remove_members(env, t, gid, &gone).await?;
+    }
     Ok(())
 }
 

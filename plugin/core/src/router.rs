@@ -48,6 +48,8 @@ pub enum AdminEndpoint<'a> {
 /// The path prefix every SCIM URL starts with.
 pub const SCIM_PREFIX: &str = "/scim/v2/";
 pub const ADMIN_PREFIX: &str = "/admin/v1/";
+/// The admin page's paths after `/admin` (its assets are compiled into the plugin).
+pub const ADMIN_PAGE_PATHS: [&str; 5] = ["", "/", "/index.html", "/app.js", "/app.css"];
 
 pub fn route(path: &str) -> Route<'_> {
     if let Some(rest) = path.strip_prefix(SCIM_PREFIX) {
@@ -92,8 +94,9 @@ pub fn route(path: &str) -> Route<'_> {
     if path == "/admin/v1" || path == "/scim/v2" {
         return Route::Admin(AdminEndpoint::Unknown);
     }
+    // The page's own paths only: the product behind the gateway keeps the rest of /admin/.
     if let Some(rest) = path.strip_prefix("/admin") {
-        if rest.is_empty() || rest.starts_with('/') {
+        if ADMIN_PAGE_PATHS.contains(&rest) {
             return Route::AdminPage(rest);
         }
     }
@@ -183,6 +186,8 @@ mod tests {
         assert_eq!(route("/admin"), Route::AdminPage(""));
         assert_eq!(route("/admin/app.js"), Route::AdminPage("/app.js"));
         assert_eq!(route("/administrator"), Route::Other);
+        assert_eq!(route("/admin/v2/tenants/x"), Route::Other);
+        assert_eq!(route("/admin/other.js"), Route::Other);
         assert_eq!(route("/other"), Route::Other);
     }
 

@@ -359,19 +359,51 @@ pub async fn patch<S: Store>(
 }
 
 /// Hard delete: the user and every trace of it (indexes, memberships, list entry).
+///
+/// The record goes first, with compare-and-swap on the version that was read: a concurrent
+/// rename or state change either lands before (and the delete retries on what it wrote) or
+/// fails its own compare-and-swap; of two concurrent deletes one wins and the other answers
+/// 404; a concurrent member add that wrote its membership after the cleanup below read the
+/// user's groups finds the record gone and undoes itself (`groups::add_members`).
 pub async fn delete<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<()> {
     let t = scope.tenant;
-    let Some((rec, _)) = load(env, t, id).await? else { return Err(not_found(id)) };
-    crate::groups::remove_user_everywhere(env, t, id).await?;
-    list::remove(env, t, &List::Users, std::slice::from_ref(&rec.id)).await?;
-    env.store.delete(&keys::user(t, id), Condition::Any).await?;
-    if let Some(u) = rec.user_name() {
-        index::release(env, t, Index::UserName, u, id).await?;
+    for _ in 0..RETRIES {
+        let Some((rec, ver)) = load(env, t, id).await? else {
+            finish_delete(env, t, id).await?;
+            return Err(not_found(id));
+        };
+        match env.store.delete(&keys::user(t, id), Condition::Version(ver)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        count_states(env, t, Some(rec.state), None).await;
+        crate::groups::remove_user_everywhere(env, t, id).await?;
+        list::remove(env, t, &List::Users, std::slice::from_ref(&rec.id)).await?;
+        if let Some(u) = rec.user_name() {
+            index::release(env, t, Index::UserName, u, id).await?;
+        }
+        if let Some(x) = rec.external_id() {
+            index::release(env, t, Index::UserExternalId, x, id).await?;
+        }
+        return Ok(());
     }
-    if let Some(x) = rec.external_id() {
-        index::release(env, t, Index::UserExternalId, x, id).await?;
+    Err(StoreError::Conflict.into())
+}
+
+/// What a delete that failed after removing the record leaves (its memberships, its list
+/// position) is removed when the delete is retried: Entra retries a failed DELETE. Two reads
+/// when nothing is left. (Index entries of a missing record are taken over by the next claim.)
+async fn finish_delete<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<()> {
+    if !keys::valid_id(id) {
+        return Ok(());
     }
-    count_states(env, t, Some(rec.state), None).await;
+    if env.store.get(&keys::user_groups(t, id)).await?.is_some() {
+        crate::groups::remove_user_everywhere(env, t, id).await?;
+    }
+    if list::contains(env, t, &List::Users, id).await? {
+        list::remove(env, t, &List::Users, &[id.to_owned()]).await?;
+    }
     Ok(())
 }
 

@@ -78,7 +78,8 @@ fn a_missing_index_entry_and_a_dangling_one() {
     del(&host, &ix);
     assert!(kinds(&host).iter().any(|k| matches!(k, ProblemKind::NotIndexed { index: Index::UserName, .. })));
     put(&host, &ix, alice.as_bytes());
-    // A create that failed after claiming its userName leaves this behind: the name is blocked.
+    // A create that failed after claiming its userName leaves this behind: garbage, since the
+    // next claim of the name takes it over.
     put(
         &host,
         &keys::index("acme", Index::UserName, "ghost@acme.example"),
@@ -87,8 +88,11 @@ fn a_missing_index_entry_and_a_dangling_one() {
     let r = check(host.store.entries());
     assert_eq!(r.problems.len(), 1, "{r}");
     assert!(matches!(r.problems[0].kind, ProblemKind::IndexDangling { .. }));
-    assert_eq!(r.problems[0].severity(), Severity::Error);
-    assert!(r.has_errors());
+    assert_eq!(r.problems[0].severity(), Severity::Garbage);
+    assert!(!r.has_errors());
+    let t = host.connect("acme");
+    assert_eq!(host.create_user(&t, "Ghost@acme.example").len(), 32);
+    assert!(check(host.store.entries()).problems.is_empty());
 }
 
 #[test]
