@@ -58,9 +58,15 @@ impl Variables {
         Self::default()
     }
 
-    /// The variables `spin.toml` declares for scim-edge, with their defaults (empty).
+    /// The variables `spin.toml` maps into the scim-edge component, with the defaults it
+    /// declares for them (`tests/component.rs` checks the two agree).
     pub fn scim_edge() -> Self {
-        Self::new().with("admin_token_sha256", "").with("public_base_url", "")
+        Self::new().with("admin_token_sha256", "").with("public_base_url", "").with("config", "{}")
+    }
+
+    /// Every variable with its value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {

@@ -8,12 +8,14 @@
 //!   request, outbound HTTP denied;
 //! - [`kv`]: Spin's key-value semantics over memory (tests) or SQLite in Spin's own table
 //!   (the dev server, `scim-edge-dev`);
+//! - [`contention`]: a workload of conflicting SCIM operations from many clients, for any host;
 //! - [`SpinTarget`]: the shared scenario suite's [`Target`](scim_edge_core::testing::scenario::Target)
 //!   over a [`SpinHost`].
 //!
 //! `build.rs` builds the component from `plugin/spin` (release); [`COMPONENT_WASM`] is its path.
 
 mod bindings;
+pub mod contention;
 mod host;
 pub mod kv;
 mod target;

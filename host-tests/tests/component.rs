@@ -97,6 +97,193 @@ async fn a_manifest_without_the_variables_answers_500_naming_them() -> anyhow::R
     Ok(())
 }
 
+/// The variables the test host gives the component are the ones `spin.toml` maps into it,
+/// each with the default of the application variable it names: Spin refuses an application
+/// whose component variable names an undeclared one, and answers `undefined` for a variable
+/// the component reads but the manifest does not map.
+#[test]
+fn the_test_host_defines_exactly_the_variables_of_spin_toml() -> anyhow::Result<()> {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spin.toml"))?;
+    let mut section = "";
+    let (mut declared, mut mapped) = (std::collections::BTreeMap::new(), Vec::new());
+    for line in manifest.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if line.starts_with('[') {
+            section = line;
+            continue;
+        }
+        let Some((name, value)) = line.split_once(" = ") else { continue };
+        match section {
+            "[variables]" => {
+                // `name = { default = "…", secret = true }`: the default, unescaped.
+                let default = value.split_once("default = ").map(|(_, d)| d).context(line.to_owned())?;
+                let default: String = serde_json::Deserializer::from_str(default)
+                    .into_iter::<String>()
+                    .next()
+                    .context(line.to_owned())??;
+                declared.insert(name.to_owned(), default);
+            }
+            "[component.scim-edge.variables]" => {
+                let template = value.trim_matches('"');
+                let app = template.strip_prefix("{{ ").and_then(|t| t.strip_suffix(" }}"));
+                mapped.push((name.to_owned(), app.context(line.to_owned())?.to_owned()));
+            }
+            _ => {}
+        }
+    }
+    let from_manifest: Vec<(String, String)> = mapped
+        .into_iter()
+        .map(|(name, app)| declared.get(&app).map(|d| (name, d.clone())).context(app))
+        .collect::<anyhow::Result<_>>()?;
+    let mut from_manifest = from_manifest;
+    from_manifest.sort();
+    let host: Vec<(String, String)> =
+        Variables::scim_edge().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    assert_eq!(host, from_manifest);
+    assert!(host.iter().any(|(k, v)| k == "config" && v == "{}"), "{host:?}");
+    Ok(())
+}
+
+/// A limit set in the `config` variable: a body over `maxBodyBytes` is refused with 413 and a
+/// SCIM error naming the limit before anything is read or written; one within it works, and
+/// `/ServiceProviderConfig` publishes the limit.
+#[tokio::test]
+async fn the_config_variable_sets_the_limits() -> anyhow::Result<()> {
+    // maxBodyBytes can go no lower than 4096, and maxResourceBytes ≤ maxBodyBytes and
+    // maxValueBytes ≤ maxResourceBytes must hold (Config::from_json).
+    let config = json!({"maxBodyBytes": 4096, "maxResourceBytes": 4096, "maxValueBytes": 1024});
+    let host = host(
+        Variables::scim_edge()
+            .with("admin_token_sha256", sha256_hex(ADMIN_TOKEN))
+            .with("config", config.to_string()),
+    )?;
+    let (url, token) = connect(&host, "limited").await?;
+    let base = url.split_once("/scim/").map(|(_, p)| format!("/scim/{p}")).context("url path")?;
+    let dump = |host: &SpinHost| -> anyhow::Result<Vec<(String, Option<Vec<u8>>)>> {
+        host.kv()
+            .keys("default")?
+            .into_iter()
+            .map(|k| Ok((k.clone(), host.kv().get("default", &k)?)))
+            .collect()
+    };
+    let before = dump(&host)?;
+
+    let big = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "big@example.com",
+        "displayName": "x".repeat(5000),
+    });
+    let res = host.handle(request("POST", &format!("{base}/Users"), Some(&token), Some(big))?).await?;
+    assert_eq!(res.status(), 413, "{}", text(&res));
+    assert_eq!(
+        res.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/scim+json")
+    );
+    let error: Value = serde_json::from_slice(res.body())?;
+    assert_eq!(error["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:Error"]), "{error}");
+    assert_eq!(error["status"], "413", "{error}");
+    let detail = error["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("maxBodyBytes") && detail.contains("4096"), "{error}");
+    // RFC 7644 §3.12 has no scimType for 413; if one is ever sent it must be a string.
+    assert!(error.get("scimType").is_none_or(Value::is_string), "{error}");
+    assert_eq!(dump(&host)?, before, "a refused body changes nothing");
+    let res = host
+        .handle(request(
+            "GET",
+            &format!("{base}/Users?filter=userName%20eq%20%22big%40example.com%22"),
+            Some(&token),
+            None,
+        )?)
+        .await?;
+    assert_eq!(serde_json::from_slice::<Value>(res.body())?["totalResults"], 0, "{}", text(&res));
+
+    let small =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "small@example.com"});
+    let res = host.handle(request("POST", &format!("{base}/Users"), Some(&token), Some(small))?).await?;
+    assert_eq!(res.status(), 201, "{}", text(&res));
+    let res =
+        host.handle(request("GET", &format!("{base}/ServiceProviderConfig"), Some(&token), None)?).await?;
+    let spc: Value = serde_json::from_slice(res.body())?;
+    assert_eq!(spc["bulk"]["maxPayloadSize"], 4096, "{spc}");
+    Ok(())
+}
+
+/// `admin_token_sha256` and `public_base_url` win over the same keys in `config` when they are
+/// set, and `config`'s are used when they are empty.
+#[tokio::test]
+async fn the_dedicated_variables_win_over_config() -> anyhow::Result<()> {
+    let config = json!({"adminTokenSha256": sha256_hex("the-token-in-config"),
+                        "publicBaseUrl": "https://from-config.example"});
+    let both = host(
+        Variables::scim_edge()
+            .with("config", config.to_string())
+            .with("admin_token_sha256", sha256_hex(ADMIN_TOKEN))
+            .with("public_base_url", "https://from-variable.example"),
+    )?;
+    let (url, _) = connect(&both, "a").await?;
+    assert!(url.starts_with("https://from-variable.example/scim/v2/"), "{url}");
+    let res = both.handle(request("GET", "/admin/v1/tenants/a", Some("the-token-in-config"), None)?).await?;
+    assert_eq!(res.status(), 401, "{}", text(&res));
+
+    let only_config = host(Variables::scim_edge().with("config", config.to_string()))?;
+    let res = only_config
+        .handle(request(
+            "PUT",
+            "/admin/v1/tenants/b",
+            Some("the-token-in-config"),
+            Some(json!({"name": "b", "plan": "advanced"})),
+        )?)
+        .await?;
+    assert_eq!(res.status(), 201, "{}", text(&res));
+    let res = only_config
+        .handle(request("POST", "/admin/v1/tenants/b/scim", Some("the-token-in-config"), None)?)
+        .await?;
+    let v: Value = serde_json::from_slice(res.body())?;
+    assert!(v["url"].as_str().is_some_and(|u| u.starts_with("https://from-config.example/")), "{v}");
+    Ok(())
+}
+
+/// A `config` that does not parse, is not an object, or that the core rejects: every request
+/// (SCIM and admin) gets a 500 SCIM error that names the variable, and nothing is stored.
+#[tokio::test]
+async fn an_invalid_config_variable_answers_500_naming_it() -> anyhow::Result<()> {
+    let cases = [
+        (r#"{"maxBodyBytes": "#, "is not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        (r#"{"limits": {"maxBodyBytes": 65536}}"#, "unknown field `limits`"),
+        (r#"{"maxBodyBytes": 1024}"#, "maxBodyBytes must be between 4096"),
+        (r#"{"rateLimit": {"requestsPerSecond": 0}}"#, "rateLimit.requestsPerSecond"),
+    ];
+    for (config, reason) in cases {
+        let host = host(
+            Variables::scim_edge().with("admin_token_sha256", sha256_hex(ADMIN_TOKEN)).with("config", config),
+        )?;
+        for (method, path, token) in
+            [("GET", "/scim/v2/x/Users", None), ("PUT", "/admin/v1/tenants/t", Some(ADMIN_TOKEN))]
+        {
+            let body = (method == "PUT").then(|| json!({"name": "t", "plan": "advanced"}));
+            let res = host.handle(request(method, path, token, body)?).await?;
+            assert_eq!(res.status(), 500, "{config}: {}", text(&res));
+            let error: Value = serde_json::from_slice(res.body())?;
+            assert_eq!(error["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:Error"]), "{error}");
+            assert_eq!(error["status"], "500", "{error}");
+            let detail = error["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("`config`") && detail.contains(reason), "{config}: {detail}");
+        }
+        assert!(host.kv().keys("default")?.is_empty(), "{config}");
+    }
+
+    // A manifest from before `config` existed (it maps only the two other variables).
+    let host = host(Variables::new().with("admin_token_sha256", "").with("public_base_url", ""))?;
+    let res = host.handle(request("GET", "/scim/v2/x/Users", None, None)?).await?;
+    assert_eq!(res.status(), 500);
+    assert!(
+        text(&res).contains("`config` could not be read") && text(&res).contains("Undefined"),
+        "{}",
+        text(&res)
+    );
+    Ok(())
+}
+
 /// With no admin token configured the admin API is off.
 #[tokio::test]
 async fn admin_api_is_off_without_a_token() -> anyhow::Result<()> {

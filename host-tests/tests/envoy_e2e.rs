@@ -413,3 +413,299 @@ fn bad_plugin_config_fails_validation_naming_the_problem() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+// ---- limits, the rate limit, secrets and contention through Envoy ------------------------
+
+/// The lowest body limit the core accepts, with the resource limits it implies.
+fn small_limits() -> Value {
+    json!({"maxBodyBytes": 4096, "maxResourceBytes": 4096, "maxValueBytes": 1024})
+}
+
+/// Every key under the store's prefix with its value.
+fn etcd_dump(stack: &Stack) -> Vec<(String, Option<Vec<u8>>)> {
+    stack.etcd().keys(PREFIX).into_iter().map(|k| (k.clone(), stack.etcd().get(&k))).collect()
+}
+
+fn assert_scim_error(body: &Value, status: u16, what: &str) {
+    assert_eq!(body["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:Error"]), "{what}: {body}");
+    assert_eq!(body["status"], json!(status.to_string()), "{what}: {body}");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}: {body}");
+}
+
+/// `maxBodyBytes` from the filter's `scim` configuration: a bigger SCIM or admin body gets the
+/// core's 413 (a SCIM error naming the limit) through Envoy and etcd is not touched; a body
+/// over Envoy's own buffer limit (1 MiB per connection, the default, which is also the sink's
+/// buffer) is refused by Envoy itself before the filter sees it — also 413, not a SCIM error
+/// body — and nothing is written either. Envoy serves on afterwards.
+#[test]
+fn oversized_bodies_get_413_through_envoy_and_change_nothing() {
+    let stack = Stack::start_with_scim(StoreKind::Etcd, 1, small_limits());
+    let e = stack.envoy();
+    let conn = tenant_with_connection(e, "limits");
+    let users = format!("{}/Users", conn.base_path);
+    let before = etcd_dump(&stack);
+
+    let mut big = user_body("big@example.com");
+    big["displayName"] = json!("x".repeat(5000));
+    let (s, body) = call(e, "POST", &users, Some(&conn.token), Some(&big));
+    assert_eq!(s, 413, "{body}");
+    assert_scim_error(&body, 413, "POST /Users over maxBodyBytes");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("maxBodyBytes") && detail.contains("4096"), "{body}");
+    // Before authentication: a wrong token gets the same 413, and so does the admin API.
+    let (s, body) = call(e, "POST", &users, Some("sce_wrong"), Some(&big));
+    assert_eq!(s, 413, "{body}");
+    let (s, body) = call(
+        e,
+        "PUT",
+        "/admin/v1/tenants/limits",
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": "y".repeat(5000), "plan": "advanced"})),
+    );
+    assert_eq!(s, 413, "{body}");
+    assert_scim_error(&body, 413, "admin PUT over maxBodyBytes");
+    assert_eq!(etcd_dump(&stack), before, "a refused body writes nothing");
+
+    let (s, body) = call(e, "POST", &users, Some(&conn.token), Some(&user_body("small@example.com")));
+    assert_eq!(s, 201, "a body within the limit: {body}");
+
+    // 2 MiB: over Envoy's buffer limit.
+    let before = etcd_dump(&stack);
+    let mut huge = user_body("huge@example.com");
+    huge["displayName"] = json!("z".repeat(2 << 20));
+    let res = e.send(&envoy::request("POST", &users, Some(&conn.token), Some(&huge)));
+    let text = String::from_utf8_lossy(res.body()).into_owned();
+    println!(
+        "2 MiB POST: {} content-type {:?}: {text:?}",
+        res.status(),
+        res.headers().get("content-type").map(|v| v.to_str().unwrap_or_default().to_owned())
+    );
+    assert_eq!(res.status(), 413, "{text}");
+    // Envoy's own local reply, not the core's SCIM error: the filter never saw the body.
+    assert_eq!(text, "Payload Too Large");
+    assert_eq!(etcd_dump(&stack), before, "nothing written for the 2 MiB body");
+
+    let (s, list) = call(e, "GET", &users, Some(&conn.token), None);
+    assert_eq!((s, list["totalResults"].as_u64()), (200, Some(1)), "{list}");
+    stack.assert_logs_clean();
+}
+
+/// The per-tenant token bucket lives in etcd, so it holds across Envoy's two worker threads:
+/// many more requests than the burst from parallel connections get at most the burst plus
+/// the refill over the elapsed time answered 200, the rest 429 with a SCIM error and
+/// `Retry-After`. Another tenant is not limited by it, and the bucket refills.
+#[test]
+fn the_rate_limit_holds_across_envoy_workers_on_etcd() {
+    let (rps, burst) = (5u64, 20u64);
+    let stack = Stack::start_with_scim(
+        StoreKind::Etcd,
+        1,
+        json!({"rateLimit": {"requestsPerSecond": rps, "burst": burst}}),
+    );
+    let e = stack.envoy();
+    let conn = tenant_with_connection(e, "limited");
+    let bystander = tenant_with_connection(e, "bystander");
+    let users = format!("{}/Users?count=1", conn.base_path);
+
+    let (clients, per_client) = (8, 12);
+    let barrier = Arc::new(Barrier::new(clients));
+    let started = Instant::now();
+    let results: Vec<(u16, Option<String>, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                let (barrier, users, token) = (barrier.clone(), users.clone(), conn.token.clone());
+                s.spawn(move || {
+                    barrier.wait();
+                    (0..per_client)
+                        .map(|_| {
+                            let res = e.send(&envoy::request("GET", &users, Some(&token), None));
+                            let retry_after =
+                                res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                            let body = serde_json::from_slice(res.body()).unwrap_or(Value::Null);
+                            (res.status().as_u16(), retry_after, body)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed();
+
+    let ok = results.iter().filter(|r| r.0 == 200).count() as u64;
+    let limited: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    let statuses: BTreeSet<u16> = results.iter().map(|r| r.0).collect();
+    let bound = burst + (rps as f64 * elapsed.as_secs_f64()).ceil() as u64 + 1;
+    println!(
+        "rate limit {rps}/s burst {burst}: {} requests from {clients} connections in {elapsed:?}: \
+         {ok} × 200, {} × 429 (bound on 200s: {bound})",
+        results.len(),
+        limited.len()
+    );
+    assert_eq!(ok + limited.len() as u64, results.len() as u64, "only 200 and 429: {statuses:?}");
+    assert!(ok <= bound, "{ok} requests admitted, at most {bound} allowed");
+    assert!(ok >= 1, "nothing admitted");
+    for (_, retry_after, body) in &limited {
+        assert_scim_error(body, 429, "429");
+        assert!(body["detail"].as_str().unwrap().contains("rateLimit"), "{body}");
+        let secs: u64 = retry_after.as_deref().expect("Retry-After on a 429").parse().unwrap();
+        assert!(secs >= 1, "Retry-After {secs}");
+    }
+    let per_worker = e.worker_connections();
+    assert!(
+        per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
+        "both workers served: {per_worker:?}"
+    );
+    let rate_key = format!("{PREFIX}{}", scim_edge_core::keys::rate("limited"));
+    assert!(stack.etcd().get(&rate_key).is_some(), "the bucket is in etcd at {rate_key}");
+
+    let (s, body) = call(e, "GET", &format!("{}/Users", bystander.base_path), Some(&bystander.token), None);
+    assert_eq!(s, 200, "another tenant has its own bucket: {body}");
+    std::thread::sleep(Duration::from_millis(1000 / rps + 500));
+    let (s, body) = call(e, "GET", &users, Some(&conn.token), None);
+    assert_eq!(s, 200, "the bucket refilled: {body}");
+    stack.assert_logs_clean();
+}
+
+/// Every byte of `haystack` searched for each secret and a 12-character piece of its middle
+/// (a token printed cut short is still a leak). Returns what was found.
+fn leaks(haystack: &[u8], secrets: &[String]) -> Vec<String> {
+    let contains = |needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    secrets
+        .iter()
+        .filter(|s| {
+            let mid = s.len() / 2;
+            contains(s.as_bytes()) || contains(&s.as_bytes()[mid - 6..mid + 6])
+        })
+        .cloned()
+        .collect()
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A lifecycle with every kind of credential — the admin token (right and wrong), generated
+/// and regenerated SCIM tokens, wrong SCIM tokens, a revoked one — and then none of them is in
+/// Envoy's log, in any key or value in etcd, or anywhere in etcd's files (WAL and database,
+/// which keep every value ever written). Only SHA-256 hashes are stored.
+#[test]
+fn no_token_appears_in_envoys_log_or_in_etcd() {
+    let stack = Stack::start(StoreKind::Etcd, 1);
+    let e = stack.envoy();
+    let wrong_admin = "wrong-admin-token-5be0c1d2e3f4a5b6";
+    let wrong_scim = format!("sce_{}", "7e".repeat(32));
+    let mut secrets = vec![ADMIN_TOKEN.to_owned(), wrong_admin.to_owned(), wrong_scim.clone()];
+
+    let (s, _) = call(e, "GET", "/admin/v1/tenants/secrets", Some(wrong_admin), None);
+    assert!(s == 401 || s == 404, "wrong admin token: {s}");
+    let first = tenant_with_connection(e, "secrets");
+    secrets.push(first.token.clone());
+    let users = format!("{}/Users", first.base_path);
+    let (s, u) = call(e, "POST", &users, Some(&first.token), Some(&user_body("kept@example.com")));
+    assert_eq!(s, 201, "{u}");
+    let id = u["id"].as_str().unwrap().to_owned();
+    let disable = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                         "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    let (s, _) = call(e, "PATCH", &format!("{users}/{id}"), Some(&first.token), Some(&disable));
+    assert_eq!(s, 200);
+    let (s, g) =
+        call(e, "POST", &format!("{}/Groups", first.base_path), Some(&first.token), Some(&group_body("G")));
+    assert_eq!(s, 201, "{g}");
+    for bad in [wrong_scim.as_str(), ADMIN_TOKEN, ""] {
+        let (s, _) = call(e, "GET", &users, Some(bad), None);
+        assert_eq!(s, 401, "{bad:?} is not a SCIM token");
+    }
+
+    let second = regenerate(e, "secrets");
+    secrets.push(second.token.clone());
+    let (s, _) = call(e, "GET", &users, Some(&first.token), None);
+    assert_eq!(s, 401, "the old token after regenerate");
+    let (s, _) = call(e, "GET", &format!("{}/Users", second.base_path), Some(&first.token), None);
+    assert_eq!(s, 401, "the old token on the new URL");
+    let (s, list) = call(e, "GET", &format!("{}/Users", second.base_path), Some(&second.token), None);
+    assert_eq!((s, list["totalResults"].as_u64()), (200, Some(1)), "{list}");
+    let (s, _) = call(e, "GET", "/admin/v1/tenants/secrets/scim", Some(ADMIN_TOKEN), None);
+    assert_eq!(s, 200);
+    let (s, _) = call(e, "DELETE", "/admin/v1/tenants/secrets/scim", Some(ADMIN_TOKEN), None);
+    assert_eq!(s, 204);
+    let (s, _) = call(e, "GET", &format!("{}/Users", second.base_path), Some(&second.token), None);
+    assert_eq!(s, 401, "revoked");
+    let third = regenerate(e, "secrets");
+    secrets.push(third.token.clone());
+    let (s, _) = call(e, "DELETE", &format!("{}/Users/{id}", third.base_path), Some(&third.token), None);
+    assert_eq!(s, 204);
+
+    // The search itself finds a token, whole or cut short.
+    let cut = &third.token[20..50];
+    assert_eq!(leaks(format!("x{cut}y").as_bytes(), &secrets), vec![third.token.clone()]);
+    let log = std::fs::read(&e.log).unwrap();
+    assert!(!log.is_empty());
+    assert_eq!(leaks(&log, &secrets), Vec::<String>::new(), "tokens in Envoy's log {}", e.log.display());
+
+    let dump = etcd_dump(&stack);
+    assert!(dump.len() > 5, "{dump:?}");
+    for (key, value) in &dump {
+        let mut both = key.as_bytes().to_vec();
+        both.extend_from_slice(value.as_deref().unwrap_or_default());
+        assert_eq!(leaks(&both, &secrets), Vec::<String>::new(), "etcd key {key}");
+    }
+    let files = files_under(&stack.dir.0.join("etcd-data"));
+    assert!(files.iter().any(|f| f.extension().is_some_and(|x| x == "wal")), "{files:?}");
+    for file in files.iter().chain([&stack.dir.0.join("etcd.log")]) {
+        let bytes = std::fs::read(file).unwrap();
+        assert_eq!(leaks(&bytes, &secrets), Vec::<String>::new(), "etcd file {}", file.display());
+    }
+    stack.assert_logs_clean();
+}
+
+/// Many clients at once creating, renaming, disabling and deleting users over a handful of
+/// `userName`s and adding and removing group members, through both Envoy workers on etcd
+/// (`scim_edge_host_tests::contention`); then the API shows no duplicate and no dangling
+/// member, and `scim-edge-fsck` finds etcd consistent.
+#[test]
+fn conflicting_operations_through_envoy_leave_etcd_consistent() {
+    use scim_edge_host_tests::contention::{self, Workload};
+
+    let stack = Stack::start(StoreKind::Etcd, 1);
+    let e = stack.envoy();
+    let conn = tenant_with_connection(e, "contended");
+    let workload = Workload::default();
+    let started = Instant::now();
+    let outcome = contention::run(&conn.base_path, &conn.token, &workload, |req| Ok(e.send(&req))).unwrap();
+    println!(
+        "envoy: {} clients × {} ops in {:?}: {outcome}",
+        workload.clients,
+        workload.ops_per_client,
+        started.elapsed()
+    );
+    assert!(outcome.unexpected.is_empty(), "unexpected answers:\n{}", outcome.unexpected.join("\n"));
+    let api =
+        contention::check_through_the_api(&conn.base_path, &conn.token, &outcome, |req| Ok(e.send(&req)));
+    let per_worker = e.worker_connections();
+    assert!(
+        per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
+        "both workers served: {per_worker:?}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-edge-fsck"))
+        .args(["--etcd", &format!("http://127.0.0.1:{}", stack.etcd().client_port), "--prefix", PREFIX])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("envoy: through the API: {api:?}\n{text}");
+    let users = api.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 problems") && text.contains("consistent"), "{text}");
+    assert!(text.contains(&format!(", {users} users,")), "{text}");
+    stack.assert_logs_clean();
+}

@@ -187,6 +187,9 @@ pub struct Stack {
     pub store: StoreKind,
     pub timeout_ms: u64,
     wasm: PathBuf,
+    /// Keys put into the plugin configuration's `scim` object (the core's `Config`) over the
+    /// admin token hash, e.g. limits or `rateLimit`.
+    scim_extra: serde_json::Map<String, Value>,
     pub dir: TempDir,
 }
 
@@ -196,6 +199,21 @@ impl Stack {
     }
 
     pub fn start_with(store: StoreKind, envoys: usize, wasm: &Path, timeout_ms: u64) -> Stack {
+        Stack::start_full(store, envoys, wasm, timeout_ms, Value::Null)
+    }
+
+    /// [`Stack::start`] with more keys in the plugin configuration's `scim` object (a JSON
+    /// object, e.g. `{"rateLimit": {"burst": 20}}`).
+    pub fn start_with_scim(store: StoreKind, envoys: usize, scim_extra: Value) -> Stack {
+        Stack::start_full(store, envoys, filter_wasm(), 2000, scim_extra)
+    }
+
+    fn start_full(store: StoreKind, envoys: usize, wasm: &Path, timeout_ms: u64, scim_extra: Value) -> Stack {
+        let scim_extra = match scim_extra {
+            Value::Null => serde_json::Map::new(),
+            Value::Object(map) => map,
+            other => panic!("the scim configuration must be a JSON object, got {other}"),
+        };
         let dir = TempDir::new(match store {
             StoreKind::Etcd => "etcd",
             StoreKind::SharedData => "shared",
@@ -208,6 +226,7 @@ impl Stack {
             store,
             timeout_ms,
             wasm: wasm.to_owned(),
+            scim_extra,
             dir,
         };
         for _ in 0..envoys {
@@ -217,10 +236,18 @@ impl Stack {
     }
 
     pub fn plugin_config(&self) -> String {
-        match &self.etcd {
+        let config = match &self.etcd {
             Some(etcd) => etcd_config(etcd.client_port, self.timeout_ms),
             None => shared_data_config(),
+        };
+        if self.scim_extra.is_empty() {
+            return config;
         }
+        let mut config: Value = serde_json::from_str(&config).expect("the plugin configuration is JSON");
+        for (key, value) in &self.scim_extra {
+            config["scim"][key] = value.clone();
+        }
+        config.to_string()
     }
 
     /// Starts one more Envoy on the same store.

@@ -10,26 +10,43 @@
 //! - the request: method, path and query, headers and the whole body. The URI is reduced to
 //!   path and query; an HTTP/2 `:authority` is copied into `Host` when that header is missing,
 //!   so the core sees what an HTTP/1.1 request would carry;
-//! - [`Config`] from the Spin variables `admin_token_sha256` and `public_base_url` (declare both
-//!   in `spin.toml`; an empty value means "not set"). A configuration the core rejects, or a
-//!   variable Spin cannot resolve, answers 500 with the reason as plain text;
+//! - [`Config`] from three Spin variables, all declared in `spin.toml`: `config`, a JSON object
+//!   with any key of [`Config::from_json`] (limits, `rateLimit`, …; empty or `{}`: the
+//!   defaults), and `admin_token_sha256` and `public_base_url`, which set `adminTokenSha256`
+//!   and `publicBaseUrl` over what `config` says when they are not empty. A `config` that is
+//!   not a JSON object, a configuration the core rejects, or a variable Spin cannot resolve
+//!   answers every request with a 500 SCIM error whose `detail` gives the reason and names the
+//!   variables, also written to stderr (Spin's log). The validated configuration is kept for
+//!   the instance's lifetime: with Spin's default of one instance per request that saves
+//!   nothing, with WASIp3 instance reuse turned on it saves the variable reads and the parsing
+//!   for every later request the instance serves;
 //! - the wall clock (`wasi:clocks` through `std::time::SystemTime`) and entropy
 //!   (`wasi:random` through `getrandom`).
 
 mod store;
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderValue, StatusCode, Uri};
-use scim_edge_core::{Clock, Config, Env, Random, RandomError};
+use http::header::HOST;
+use http::{HeaderValue, Uri};
+use scim_edge_core::{Clock, Config, Env, Random, RandomError, ScimError};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::FullBody;
 
 use crate::store::SpinStore;
 
-/// The Spin variables the configuration is assembled from, with the JSON key each one fills.
-const CONFIG_VARIABLES: [(&str, &str); 2] =
+/// The Spin variable holding the core's configuration as one JSON object.
+const CONFIG_VARIABLE: &str = "config";
+
+/// The Spin variables for single keys, with the JSON key each one sets over `config`'s.
+const KEY_VARIABLES: [(&str, &str); 2] =
     [("admin_token_sha256", "adminTokenSha256"), ("public_base_url", "publicBaseUrl")];
+
+/// The validated configuration, once this instance has read it: what the variables said then
+/// (an instance lives for one request, or a few with WASIp3 instance reuse; a new instance
+/// reads them again). No other `static` may hold anything: all state is in the store.
+static CONFIG: OnceLock<Config> = OnceLock::new();
 
 #[spin_sdk::http_service]
 async fn serve(
@@ -39,13 +56,18 @@ async fn serve(
     // A body that cannot be read is a transport failure: Spin answers it, not the core.
     let body = body.bytes().await?;
 
-    let config = match load_config().await {
-        Ok(config) => config,
-        Err(reason) => {
-            // Component stderr is Spin's log.
-            eprintln!("scim-edge: {reason}");
-            return Ok(plain_text(StatusCode::INTERNAL_SERVER_ERROR, reason));
-        }
+    let config = match CONFIG.get() {
+        Some(config) => config,
+        None => match load_config().await {
+            // A request running concurrently in this instance may have set it first; both
+            // read the same variables.
+            Ok(config) => CONFIG.get_or_init(|| config),
+            Err(reason) => {
+                // Component stderr is Spin's log.
+                eprintln!("scim-edge: {reason}");
+                return Ok(ScimError::internal(reason).into_response().map(FullBody::new));
+            }
+        },
     };
 
     if !parts.headers.contains_key(HOST) {
@@ -58,29 +80,53 @@ async fn serve(
     let req = http::Request::from_parts(parts, body);
 
     let store = SpinStore::new();
-    let env = Env { store: &store, clock: &SystemClock, random: &HostRandom, config: &config };
+    let env = Env { store: &store, clock: &SystemClock, random: &HostRandom, config };
     let res = scim_edge_core::handle(req, &env).await;
     Ok(res.map(FullBody::new))
 }
 
-/// Reads the Spin variables and validates them as the core's [`Config`]. Runs on every
-/// request, because a Spin instance lives for one request only.
+/// Reads the Spin variables and validates them as the core's [`Config`].
 async fn load_config() -> Result<Config, String> {
-    let mut json = serde_json::Map::new();
-    for (variable, key) in CONFIG_VARIABLES {
-        let value = spin_sdk::variables::get(variable)
-            .await
-            .map_err(|e| format!("spin variable `{variable}` could not be read: {e}"))?;
-        json.insert(key.to_owned(), serde_json::Value::String(value));
+    let mut keys = Vec::new();
+    for (name, key) in KEY_VARIABLES {
+        keys.push((key, variable(name).await?));
     }
-    Config::from_json(&serde_json::Value::Object(json).to_string()).map_err(|e| e.to_string())
+    let text = variable(CONFIG_VARIABLE).await?;
+    let mut json = match text.trim() {
+        "" => serde_json::Map::new(),
+        text => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(format!(
+                    "spin variable `{CONFIG_VARIABLE}` must be a JSON object such as \
+                     {{\"maxBodyBytes\": 65536}}, got {}",
+                    excerpt(text)
+                ))
+            }
+            Err(e) => return Err(format!("spin variable `{CONFIG_VARIABLE}` is not valid JSON: {e}")),
+        },
+    };
+    for (key, value) in keys {
+        if !value.trim().is_empty() {
+            json.insert(key.to_owned(), serde_json::Value::String(value));
+        }
+    }
+    Config::from_json(&serde_json::Value::Object(json).to_string()).map_err(|e| {
+        let [(admin, _), (base, _)] = KEY_VARIABLES;
+        format!("{e} (from the spin variables `{CONFIG_VARIABLE}`, `{admin}` and `{base}`)")
+    })
 }
 
-fn plain_text(status: StatusCode, text: String) -> http::Response<FullBody<Bytes>> {
-    let mut res = http::Response::new(FullBody::new(Bytes::from(text)));
-    *res.status_mut() = status;
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    res
+async fn variable(name: &str) -> Result<String, String> {
+    spin_sdk::variables::get(name).await.map_err(|e| format!("spin variable `{name}` could not be read: {e}"))
+}
+
+/// The start of `config`'s value, for an error message.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("{:?}…", text.get(..end).unwrap_or_default()),
+        None => format!("{text:?}"),
+    }
 }
 
 /// `wasi:clocks/wall-clock`.
