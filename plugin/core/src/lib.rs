@@ -49,6 +49,14 @@ pub use store::{Condition, Store, StoreError, Version, Versioned};
 pub trait Clock {
     /// Milliseconds since the Unix epoch.
     fn now_millis(&self) -> u64;
+
+    /// Waits a little before the `attempt`-th retry of something another request holds (a
+    /// list's lease). Hosts that can block their request without blocking others (Spin: one
+    /// instance per request) sleep; the default does not wait (Envoy's filter cannot sleep:
+    /// its retries are store round trips).
+    fn pause(&self, attempt: u32) {
+        let _ = attempt;
+    }
 }
 
 /// Entropy, injected. Tokens and ids come from here.

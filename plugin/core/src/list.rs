@@ -16,8 +16,11 @@ use crate::Env;
 
 /// How long a lease protects a list; mutations take a few store round trips.
 const LEASE_MS: u64 = 2_000;
-/// How often to retry taking a lease held by another request before answering 503.
-const LEASE_ATTEMPTS: u32 = 5_000;
+/// How long, and how many times at most, a request waits for a lease held by another before
+/// answering 503. Time is the real bound (twice a lease: a dead holder's lease expires within
+/// it); the count bounds hosts whose clock stands still (tests) and spinning on shared data.
+const LEASE_WAIT_MS: u64 = 2 * LEASE_MS;
+const LEASE_ATTEMPTS: u32 = 100_000;
 
 #[derive(Serialize, Deserialize)]
 struct Lease {
@@ -34,20 +37,30 @@ struct Held {
 async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<Held> {
     let key = list.lock_key(tenant);
     let holder = crate::tenants::random_hex(env, 8)?;
-    for _ in 0..LEASE_ATTEMPTS {
+    let started = env.clock.now_millis();
+    for attempt in 0..LEASE_ATTEMPTS {
         let now = env.clock.now_millis();
+        if now.saturating_sub(started) > LEASE_WAIT_MS {
+            break;
+        }
         let lease = Lease { holder: holder.clone(), until: now + LEASE_MS };
         let cond = match get_json::<S, Lease>(env.store, &key).await {
             Ok(None) => Condition::Absent,
             Ok(Some((l, v))) if l.until <= now || l.holder.is_empty() => Condition::Version(v),
-            Ok(Some(_)) => continue,
+            Ok(Some(_)) => {
+                env.clock.pause(attempt);
+                continue;
+            }
             // A lease record we cannot read is overwritten.
             Err(e) if e.status == http::StatusCode::INTERNAL_SERVER_ERROR => Condition::Any,
             Err(e) => return Err(e),
         };
         match put_json(env.store, &key, &lease, cond).await {
             Ok(_) => return Ok(Held { key, holder }),
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => {
+                env.clock.pause(attempt);
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }
