@@ -29,3 +29,17 @@ pub fn sha256_hex(token: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(token.as_bytes()))
 }
+
+/// Each secret found in `haystack`, whole or as a 12-character piece of its middle (a token
+/// printed cut short is still a leak): the tests' check that logs and stores hold no tokens.
+pub fn leaks(haystack: &[u8], secrets: &[String]) -> Vec<String> {
+    let contains = |needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    secrets
+        .iter()
+        .filter(|s| {
+            let mid = s.len() / 2;
+            contains(s.as_bytes()) || s.as_bytes().get(mid.saturating_sub(6)..mid + 6).is_some_and(contains)
+        })
+        .cloned()
+        .collect()
+}

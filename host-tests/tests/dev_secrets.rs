@@ -36,19 +36,6 @@ fn call(addr: SocketAddr, method: &str, path: &str, token: &str, body: Option<Va
     (res.status().as_u16(), serde_json::from_slice(res.body()).unwrap_or(Value::Null))
 }
 
-/// Each secret, or a 12-character piece of its middle, found in `haystack`.
-fn leaks(haystack: &[u8], secrets: &[String]) -> Vec<String> {
-    let contains = |needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
-    secrets
-        .iter()
-        .filter(|s| {
-            let mid = s.len() / 2;
-            contains(s.as_bytes()) || contains(&s.as_bytes()[mid - 6..mid + 6])
-        })
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn the_dev_host_logs_no_token_and_stores_only_hashes() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -171,13 +158,22 @@ fn the_dev_host_logs_no_token_and_stores_only_hashes() {
     // The banner shows the admin token and the demo token once each, by design.
     let banner_text = banner.join("\n");
     // The search itself finds what is there.
-    assert_eq!(leaks(banner_text.as_bytes(), &secrets[..2]), secrets[..2].to_vec());
+    assert_eq!(scim_edge_host_tests::leaks(banner_text.as_bytes(), &secrets[..2]), secrets[..2].to_vec());
     assert_eq!(banner_text.matches(admin_token.as_str()).count(), 1, "{banner_text}");
     assert!(banner_text.contains(&demo_token));
     let after_banner = &lines[banner.len()..];
     assert!(after_banner.len() >= 12, "one log line per request: {after_banner:?}");
-    assert_eq!(leaks(after_banner.join("\n").as_bytes(), &secrets), Vec::<String>::new(), "{after_banner:?}");
-    assert_eq!(leaks(&stderr, &secrets), Vec::<String>::new(), "{}", String::from_utf8_lossy(&stderr));
+    assert_eq!(
+        scim_edge_host_tests::leaks(after_banner.join("\n").as_bytes(), &secrets),
+        Vec::<String>::new(),
+        "{after_banner:?}"
+    );
+    assert_eq!(
+        scim_edge_host_tests::leaks(&stderr, &secrets),
+        Vec::<String>::new(),
+        "{}",
+        String::from_utf8_lossy(&stderr)
+    );
 
     // The store holds hashes only; the two token files are the documented exceptions.
     let state = dir.join(".scim-edge");
@@ -189,7 +185,7 @@ fn the_dev_host_logs_no_token_and_stores_only_hashes() {
         }
         assert!(name.starts_with("sqlite_key_value.db"), "unexpected file {name}");
         let bytes = std::fs::read(entry.path()).unwrap();
-        assert_eq!(leaks(&bytes, &secrets), Vec::<String>::new(), "{name}");
+        assert_eq!(scim_edge_host_tests::leaks(&bytes, &secrets), Vec::<String>::new(), "{name}");
         checked += 1;
     }
     assert!(checked >= 1);

@@ -567,20 +567,6 @@ fn the_rate_limit_holds_across_envoy_workers_on_etcd() {
     stack.assert_logs_clean();
 }
 
-/// Every byte of `haystack` searched for each secret and a 12-character piece of its middle
-/// (a token printed cut short is still a leak). Returns what was found.
-fn leaks(haystack: &[u8], secrets: &[String]) -> Vec<String> {
-    let contains = |needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
-    secrets
-        .iter()
-        .filter(|s| {
-            let mid = s.len() / 2;
-            contains(s.as_bytes()) || contains(&s.as_bytes()[mid - 6..mid + 6])
-        })
-        .cloned()
-        .collect()
-}
-
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
@@ -647,23 +633,36 @@ fn no_token_appears_in_envoys_log_or_in_etcd() {
 
     // The search itself finds a token, whole or cut short.
     let cut = &third.token[20..50];
-    assert_eq!(leaks(format!("x{cut}y").as_bytes(), &secrets), vec![third.token.clone()]);
+    assert_eq!(
+        scim_edge_host_tests::leaks(format!("x{cut}y").as_bytes(), &secrets),
+        vec![third.token.clone()]
+    );
     let log = std::fs::read(&e.log).unwrap();
     assert!(!log.is_empty());
-    assert_eq!(leaks(&log, &secrets), Vec::<String>::new(), "tokens in Envoy's log {}", e.log.display());
+    assert_eq!(
+        scim_edge_host_tests::leaks(&log, &secrets),
+        Vec::<String>::new(),
+        "tokens in Envoy's log {}",
+        e.log.display()
+    );
 
     let dump = etcd_dump(&stack);
     assert!(dump.len() > 5, "{dump:?}");
     for (key, value) in &dump {
         let mut both = key.as_bytes().to_vec();
         both.extend_from_slice(value.as_deref().unwrap_or_default());
-        assert_eq!(leaks(&both, &secrets), Vec::<String>::new(), "etcd key {key}");
+        assert_eq!(scim_edge_host_tests::leaks(&both, &secrets), Vec::<String>::new(), "etcd key {key}");
     }
     let files = files_under(&stack.dir.0.join("etcd-data"));
     assert!(files.iter().any(|f| f.extension().is_some_and(|x| x == "wal")), "{files:?}");
     for file in files.iter().chain([&stack.dir.0.join("etcd.log")]) {
         let bytes = std::fs::read(file).unwrap();
-        assert_eq!(leaks(&bytes, &secrets), Vec::<String>::new(), "etcd file {}", file.display());
+        assert_eq!(
+            scim_edge_host_tests::leaks(&bytes, &secrets),
+            Vec::<String>::new(),
+            "etcd file {}",
+            file.display()
+        );
     }
     stack.assert_logs_clean();
 }

@@ -39,7 +39,7 @@ async fn dispatch<S: Store>(
         Route::AdminPage(_) if env.config.admin_token_sha256.is_none() => Err(ScimError::not_found(
             "the admin page is off: configure adminTokenSha256 (the SHA-256 of an admin token) to enable it",
         )),
-        Route::AdminPage(rest) => crate::page::serve(rest, req.method()),
+        Route::AdminPage(rest) => crate::page::serve(rest, req.method(), req.headers()),
         Route::Admin(endpoint) => admin::handle(endpoint, req, env, &public_base).await,
         Route::Scim { connection, endpoint } => {
             let who = tenants::authenticate(env, connection, auth::bearer(req.headers())).await?;
@@ -83,6 +83,9 @@ fn write_operation<'a>(endpoint: &ScimEndpoint<'a>, m: &Method) -> Option<Write<
 #[derive(Clone, Copy)]
 struct Operation(&'static str);
 
+/// Successful reads are counted one in this many (see [`record`]).
+const READ_SAMPLE: u8 = 8;
+
 /// Counts the request for the connection's status and logs it when it was a write. Best effort:
 /// the request's outcome stands whether or not the bookkeeping could be written.
 async fn record<S: Store>(
@@ -96,8 +99,24 @@ async fn record<S: Store>(
         Ok(r) => r.status().is_client_error() || r.status().is_server_error(),
         Err(_) => true,
     };
-    let deltas = [("requests", 1), ("failures", i64::from(failed))];
-    let _ = counters::add(env, |s| keys::connection_stats(&who.connection, s), &deltas).await;
+    // Writes and failures are counted exactly. Successful reads, most of a sync and of the
+    // load, are sampled: one in READ_SAMPLE counts READ_SAMPLE, so a lookup does not turn into
+    // a store write (an fsync on etcd) and the count stays right on average.
+    let weight = if failed || write.is_some() {
+        1
+    } else {
+        let mut b = [0u8; 1];
+        let _ = env.random.fill(&mut b);
+        if b[0] % READ_SAMPLE != 0 {
+            0
+        } else {
+            i64::from(READ_SAMPLE)
+        }
+    };
+    if weight > 0 {
+        let deltas = [("requests", weight), ("failures", i64::from(failed))];
+        let _ = counters::add(env, |s| keys::connection_stats(&who.connection, s), &deltas).await;
+    }
     let Some((operation, resource_type, path_id)) = write else { return };
     let (status, detail, body, operation) = match result {
         Ok(r) => {

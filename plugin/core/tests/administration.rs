@@ -291,7 +291,33 @@ fn the_page_and_the_api_exist_only_with_an_admin_token() {
         assert_eq!(res.status(), 404, "{path}");
     }
     let host = Host::new();
-    let r = host.raw("GET", "/admin/", None, "");
+    let r = host.raw_with("GET", "/admin/", None, &[("accept-encoding", "gzip")], "");
     assert_eq!(r.status, 200);
-    assert!(String::from_utf8_lossy(&r.raw).contains("<html"));
+    assert_eq!(r.headers.get("content-encoding").map(|v| v.as_bytes()), Some(&b"gzip"[..]));
+    let mut html = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&r.raw[..]), &mut html).unwrap();
+    assert!(html.contains("<html"));
+    // Without gzip in Accept-Encoding: 406, the page is for browsers.
+    assert_eq!(host.raw("GET", "/admin/", None, "").status, 406);
+}
+
+/// Successful reads are counted one in eight (with weight eight), so lookups do not write;
+/// writes and failures exactly.
+#[test]
+fn reads_are_counted_by_sampling_and_writes_exactly() {
+    let host = Host::new();
+    let (t, _) = acme(&host);
+    let id = host.create_user(&t, "eve@acme.example");
+    let before = host.store.ops();
+    for _ in 0..800 {
+        assert_eq!(host.scim(&t, "GET", &format!("Users/{id}"), None).0, 200);
+    }
+    let per_read = (host.store.ops() - before) as f64 / 800.0;
+    let (_, c) = host.send("GET", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    let requests = c["requests"].as_i64().unwrap();
+    assert!((1 + 600..=1 + 1000).contains(&requests), "{c}");
+    assert_eq!(c["failures"], 0);
+    // Sampling is what keeps a read at about 4 store operations (connection, tenant, user, and
+    // now and then the counter).
+    assert!(per_read < 4.5, "{per_read} store operations per read");
 }
