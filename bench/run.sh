@@ -178,6 +178,8 @@ NOOP_WASM="$WASM_TD/wasm32-wasip2/release/scim_edge_bench_noop.wasm"
 LOAD="$TD/bench-host/scim-edge-load"
 DEV="$TD/$PROFILE_DIR/scim-edge-dev"
 for f in "$ENVOY_WASM" "$SPIN_WASM" "$NOOP_WASM" "$LOAD" "$DEV"; do [[ -f $f ]] || die "missing $f after the build"; done
+# As shipped (envoy/run.sh) and tested (host-tests): through wasm-opt when binaryen is installed.
+for f in "$ENVOY_WASM" "$SPIN_WASM" "$NOOP_WASM"; do "$ROOT/scripts/wasm-opt.sh" "$f" 2>>"$BUILD_LOG"; done
 
 # ---- the machine and the artefacts ------------------------------------------------------------
 ADMIN_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"

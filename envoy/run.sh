@@ -43,6 +43,8 @@ say "building the filter (cargo build -p scim-edge-envoy --target wasm32-wasip1 
 cargo build --quiet -p scim-edge-envoy --target wasm32-wasip1 --release
 WASM="$ROOT/target/wasm32-wasip1/release/scim_edge_envoy.wasm"
 [[ -f "$WASM" ]] || die "the build did not produce $WASM"
+# Optional: binaryen's wasm-opt -Oz, in place, when it is installed (apt-get install -y binaryen).
+"$ROOT/scripts/wasm-opt.sh" "$WASM"
 say "filter: $WASM ($(wc -c <"$WASM") bytes)"
 
 # 3. State: the admin token (generated once, kept) and etcd's data.

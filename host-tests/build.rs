@@ -40,8 +40,14 @@ fn main() {
     let Some(workspace) = manifest_dir.parent().map(Path::to_path_buf) else {
         fail("host-tests must live one level below the workspace root");
     };
-    for watched in ["plugin/core/src", "plugin/core/Cargo.toml", "plugin/spin/src", "plugin/spin/Cargo.toml"]
-    {
+    for watched in [
+        "plugin/core/src",
+        "plugin/core/build.rs",
+        "plugin/core/Cargo.toml",
+        "plugin/spin/src",
+        "plugin/spin/Cargo.toml",
+        "scripts/wasm-opt.sh",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
     // The release profile and the locked dependency versions shape the artefact too.
@@ -81,6 +87,13 @@ fn main() {
     }
 
     let wasm = target_dir.join(TARGET).join("release").join("scim_edge_spin.wasm");
+    // The optional post-build step the shipped artefact gets too: binaryen's wasm-opt on the
+    // component's core module, in place, when wasm-opt is installed (the script says when not).
+    match Command::new("bash").arg(workspace.join("scripts/wasm-opt.sh")).arg(&wasm).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => fail(&format!("scripts/wasm-opt.sh {} failed ({s})", wasm.display())),
+        Err(e) => fail(&format!("could not run scripts/wasm-opt.sh: {e}")),
+    }
     let size = match fs::metadata(&wasm) {
         Ok(m) => m.len(),
         Err(e) => fail(&format!("{} was not produced: {e}", wasm.display())),

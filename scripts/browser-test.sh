@@ -84,7 +84,8 @@ wait_for() { # url pid seconds log
   local i
   for ((i = 0; i < $3 * 5; i++)); do
     kill -0 "$2" 2>/dev/null || { tail -n 40 "$4" >&2; die "the host exited before it was ready (log above: $4)"; }
-    curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null && return 0
+    # --compressed: the page is served gzip-only; without gzip in Accept-Encoding it is a 406.
+    curl -fsS --compressed -o /dev/null --max-time 2 "$1" 2>/dev/null && return 0
     sleep 0.2
   done
   tail -n 40 "$4" >&2

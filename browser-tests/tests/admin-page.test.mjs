@@ -253,8 +253,12 @@ test(`admin page through ${HOST} (${BASE}), tenant ${TENANT}`, async (t) => {
       assert.equal(r.headers.get('referrer-policy'), 'no-referrer', file);
       await r.arrayBuffer();
     }
-    const missing = await fetch(`${BASE}/admin/nope.js`);
-    assert.equal(missing.status, 404);
+    // Only the page's own paths are scim-edge's: through Envoy the rest of /admin/ belongs to
+    // the product behind the gateway (here the demo upstream); the Spin app has nothing there.
+    const other = await fetch(`${BASE}/admin/nope.js`);
+    assert.equal(other.headers.get('content-security-policy'), null, 'not served by the page');
+    if (HOST === 'spin') assert.equal(other.status, 404);
+    await other.arrayBuffer();
   });
 
   await step('sign in: a wrong token shows the API detail, the right one the tenants', async () => {

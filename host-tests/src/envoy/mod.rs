@@ -94,6 +94,9 @@ fn build_filter(features: Option<&str>, name: &str) -> PathBuf {
         "building the Envoy filter failed (is the target installed? `rustup target add wasm32-wasip1`)"
     );
     let built = target_dir.join("wasm32-wasip1/release/scim_edge_envoy.wasm");
+    // As envoy/run.sh ships it: through binaryen's wasm-opt when it is installed.
+    let status = Command::new("bash").arg(root.join("scripts/wasm-opt.sh")).arg(&built).status();
+    assert!(status.is_ok_and(|s| s.success()), "scripts/wasm-opt.sh {} failed", built.display());
     let copy = target_dir.join(name);
     std::fs::copy(&built, &copy).expect("copy the filter");
     copy

@@ -108,7 +108,9 @@ impl Config {
         let raw: Raw = if json.is_empty() {
             Raw::default()
         } else {
-            serde_json::from_str(json).map_err(|e| ConfigError(e.to_string()))?
+            // from_slice, not from_str: the rest of the plugin parses JSON from bytes, and a second
+            // reader type would compile serde_json's whole parser in again (~11 KB of .wasm).
+            serde_json::from_slice(json.as_bytes()).map_err(|e| ConfigError(e.to_string()))?
         };
         let d = Config::default();
         let admin_token_sha256 = match raw.admin_token_sha256.as_deref().map(str::trim) {

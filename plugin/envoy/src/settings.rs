@@ -89,7 +89,9 @@ impl Settings {
                     .into(),
             ));
         }
-        let raw: Raw = serde_json::from_str(text.trim()).map_err(|e| SettingsError(e.to_string()))?;
+        // from_slice, not from_str: one serde_json reader type in the filter (see Config::from_json).
+        let raw: Raw =
+            serde_json::from_slice(text.trim().as_bytes()).map_err(|e| SettingsError(e.to_string()))?;
         let scim = match raw.scim {
             None | Some(serde_json::Value::Null) => Config::from_json(""),
             Some(v @ serde_json::Value::Object(_)) => Config::from_json(&v.to_string()),
