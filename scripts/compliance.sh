@@ -22,7 +22,7 @@ DEV="$ROOT/target/debug/scim-edge-dev"
 
 WORK="$(mktemp -d)"
 PORT="$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-(cd "$WORK" && exec "$DEV" --listen "127.0.0.1:$PORT") >"$OUT/dev-host.log" 2>&1 &
+(cd "$WORK" && exec "$DEV" --listen "127.0.0.1:$PORT" --config '{"rateLimit":null}') >"$OUT/dev-host.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do

@@ -124,7 +124,9 @@ async fn scim_edge(
     iterations: usize,
 ) -> anyhow::Result<(Vec<Stats>, Duration)> {
     let (component, compile) = component(wasm, allocator)?;
-    let variables = Variables::scim_edge().with("admin_token_sha256", sha256_hex(ADMIN));
+    let variables = Variables::scim_edge()
+        .with("admin_token_sha256", sha256_hex(ADMIN))
+        .with("config", scim_edge_host_tests::NO_RATE_LIMIT);
     let host = SpinHost::new(component, Arc::new(MemKv::new()), variables);
 
     call(

@@ -24,6 +24,10 @@ pub use bindings::Variables;
 pub use host::{SpinComponent, SpinHost, COMPONENT_WASM, ROUTES};
 pub use target::SpinTarget;
 
+/// The `config` variable of hosts that send many requests in a burst (the scenario suite, the
+/// concurrency tests, benchmarks): the per-tenant rate limit, on by default, off.
+pub const NO_RATE_LIMIT: &str = r#"{"rateLimit":null}"#;
+
 /// Lower-case hex SHA-256 of a token: what `admin_token_sha256` expects.
 pub fn sha256_hex(token: &str) -> String {
     use sha2::{Digest, Sha256};

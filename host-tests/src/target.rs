@@ -21,7 +21,9 @@ pub struct SpinTarget {
 impl SpinTarget {
     /// A fresh application (empty store) with `admin_token` configured.
     pub fn new(component: SpinComponent, admin_token: &str) -> Self {
-        let variables = Variables::scim_edge().with("admin_token_sha256", crate::sha256_hex(admin_token));
+        let variables = Variables::scim_edge()
+            .with("admin_token_sha256", crate::sha256_hex(admin_token))
+            .with("config", crate::NO_RATE_LIMIT);
         SpinTarget {
             host: SpinHost::new(component, Arc::new(MemKv::new()), variables),
             admin_token: admin_token.to_owned(),

@@ -83,7 +83,9 @@ async fn connect(host: &SpinHost, tenant: &str) -> anyhow::Result<(String, Strin
 }
 
 async fn race(kv: Arc<dyn KvBackend>) -> anyhow::Result<()> {
-    let variables = Variables::scim_edge().with("admin_token_sha256", sha256_hex(ADMIN_TOKEN));
+    let variables = Variables::scim_edge()
+        .with("admin_token_sha256", sha256_hex(ADMIN_TOKEN))
+        .with("config", scim_edge_host_tests::NO_RATE_LIMIT);
     let host = SpinHost::new(SpinComponent::shared()?, kv, variables);
     let (base, token) = connect(&host, "race").await?;
 

@@ -85,7 +85,9 @@ fn conflicting_operations_leave_a_consistent_store_in_spin() -> anyhow::Result<(
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
     let db = Db(std::env::temp_dir().join(format!("scim-edge-contention-{}-{nanos}.db", std::process::id())));
     let kv = SlowReads { inner: SqliteKv::open(&db.0)?, latency: Duration::from_millis(2) };
-    let variables = Variables::scim_edge().with("admin_token_sha256", sha256_hex(ADMIN_TOKEN));
+    let variables = Variables::scim_edge()
+        .with("admin_token_sha256", sha256_hex(ADMIN_TOKEN))
+        .with("config", scim_edge_host_tests::NO_RATE_LIMIT);
     let host = SpinHost::new(SpinComponent::shared()?, Arc::new(kv), variables);
 
     let res = send(

@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! cargo run -p scim-edge-host-tests --bin scim-edge-dev [-- --listen 127.0.0.1:8787] [--public-base-url URL]
-//!     [--component PATH] [--no-demo]
+//!     [--component PATH] [--no-demo] [--config JSON]
 //! ```
 //!
 //! `--component` serves another component build than the one `build.rs` made (the benchmark,
 //! `bench/run.sh`, serves the exact `.wasm` it measures, and a no-op component as the host's
 //! floor); `--no-demo` skips bootstrapping the demo tenant (needed for a component that is not
-//! scim-edge).
+//! scim-edge); `--config` sets the component's `config` variable (the core's configuration
+//! keys, e.g. `{"rateLimit": null}` for a benchmark; default `{}`, as in `spin.toml`).
 //!
 //! State lives in `./.scim-edge/` (created on first start):
 //! - `sqlite_key_value.db` — Spin's key-value table (`spin_key_value`), as `spin up` keeps it in
@@ -50,6 +51,7 @@ struct Args {
     public_base_url: String,
     component: PathBuf,
     demo: bool,
+    config: String,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -58,6 +60,7 @@ fn parse_args() -> anyhow::Result<Args> {
         public_base_url: String::new(),
         component: PathBuf::from(COMPONENT_WASM),
         demo: true,
+        config: "{}".to_owned(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -68,10 +71,11 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--component" => args.component = it.next().context("--component needs a path")?.into(),
             "--no-demo" => args.demo = false,
+            "--config" => args.config = it.next().context("--config needs a JSON object")?,
             "-h" | "--help" => {
                 println!(
                     "scim-edge-dev [--listen 127.0.0.1:8787] [--public-base-url https://public.example]\n\
-                     \x20             [--component {COMPONENT_WASM}] [--no-demo]\n\
+                     \x20             [--component {COMPONENT_WASM}] [--no-demo] [--config JSON]\n\
                      Runs the scim-edge Spin component with state in ./{STATE_DIR}/"
                 );
                 std::process::exit(0);
@@ -205,7 +209,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("compiled {} in {} ms", args.component.display(), started.elapsed().as_millis());
     let variables = Variables::scim_edge()
         .with("admin_token_sha256", sha256_hex(&token))
-        .with("public_base_url", args.public_base_url.clone());
+        .with("public_base_url", args.public_base_url.clone())
+        .with("config", args.config.clone());
     let host = SpinHost::new(component, Arc::new(kv), variables);
 
     let listener =

@@ -132,7 +132,8 @@ pub fn admin_token_sha256() -> String {
 /// Plugin configuration for the etcd store.
 pub fn etcd_config(etcd_port: u16, timeout_ms: u64) -> String {
     serde_json::json!({
-        "scim": {"adminTokenSha256": admin_token_sha256()},
+        // The rate limit (on by default) only where a test turns it on: the suites send bursts.
+        "scim": {"adminTokenSha256": admin_token_sha256(), "rateLimit": null},
         "store": {"type": "etcd", "cluster": "etcd", "authority": format!("127.0.0.1:{etcd_port}"),
                   "prefix": PREFIX, "timeoutMs": timeout_ms}
     })
@@ -141,8 +142,9 @@ pub fn etcd_config(etcd_port: u16, timeout_ms: u64) -> String {
 
 /// Plugin configuration for the shared-data store.
 pub fn shared_data_config() -> String {
-    serde_json::json!({"scim": {"adminTokenSha256": admin_token_sha256()}, "store": {"type": "shared-data"}})
-        .to_string()
+    serde_json::json!({"scim": {"adminTokenSha256": admin_token_sha256(), "rateLimit": null},
+                       "store": {"type": "shared-data"}})
+    .to_string()
 }
 
 /// A temporary directory, removed on drop unless the test failed (then its path is printed

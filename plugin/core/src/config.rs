@@ -12,8 +12,9 @@
 //! `maxBodyBytes`, `maxJsonDepth`, `maxFilterLength`, `maxFilterDepth`, `maxPatchOperations`,
 //! `maxMembersPerRequest`, `maxAttributesPerResource`, `maxValueBytes`, `maxResourceBytes`.
 //!
-//! `"rateLimit": {"requestsPerSecond": 50, "burst": 500}` turns on the per-tenant rate limit
-//! ([`crate::rate`]; both keys optional, those are the defaults; `null` or absent: off).
+//! `"rateLimit": {"requestsPerSecond": 50, "burst": 500}` sets the per-tenant rate limit
+//! ([`crate::rate`]; both keys optional, those are the defaults, and so is an absent key: the
+//! limit is on unless the key is `null`).
 //!
 //! Tenant administration: `"logSize": 1000` (provisioning-log entries kept per tenant, oldest
 //! dropped first), `"extraRoles": ["auditor"]` (roles besides `user`, `administrator` and
@@ -37,7 +38,7 @@ pub struct Config {
     pub default_page_size: usize,
     pub max_page_size: usize,
     pub limits: Limits,
-    /// Per-tenant token bucket; `None`: off (the default, see [`crate::rate`]).
+    /// Per-tenant token bucket (on by default, see [`crate::rate`]); `None`: off.
     pub rate_limit: Option<RateLimit>,
     /// Provisioning-log entries kept per tenant.
     pub log_size: u64,
@@ -55,7 +56,7 @@ impl Default for Config {
             default_page_size: 100,
             max_page_size: 1000,
             limits: Limits::default(),
-            rate_limit: None,
+            rate_limit: Some(RateLimit::default()),
             log_size: 1000,
             extra_roles: Vec::new(),
             default_token_lifetime_days: None,
@@ -89,10 +90,21 @@ struct Raw {
     max_attributes_per_resource: Option<usize>,
     max_value_bytes: Option<usize>,
     max_resource_bytes: Option<usize>,
-    rate_limit: Option<RawRateLimit>,
+    /// Absent: the default limit; `null`: off (hence not a plain `Option`).
+    #[serde(default, deserialize_with = "present")]
+    rate_limit: Option<Option<RawRateLimit>>,
     log_size: Option<u64>,
     extra_roles: Option<Vec<String>>,
     default_token_lifetime_days: Option<u32>,
+}
+
+/// A key that is present, `null` included: `Some(None)` for `null`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, Default)]
@@ -181,8 +193,9 @@ impl Config {
             )));
         }
         let rate_limit = match raw.rate_limit {
-            None => None,
-            Some(r) => {
+            None => d.rate_limit,
+            Some(None) => None,
+            Some(Some(r)) => {
                 let d = RateLimit::default();
                 let rl = RateLimit {
                     requests_per_second: r.requests_per_second.unwrap_or(d.requests_per_second),
@@ -265,8 +278,10 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_is_off_unless_configured() {
-        assert_eq!(Config::default().rate_limit, None);
+    fn rate_limit_is_on_unless_turned_off() {
+        let on = Some(RateLimit { requests_per_second: 50, burst: 500 });
+        assert_eq!(Config::default().rate_limit, on);
+        assert_eq!(Config::from_json("{}").unwrap().rate_limit, on);
         assert_eq!(Config::from_json(r#"{"rateLimit": null}"#).unwrap().rate_limit, None);
         let c = Config::from_json(r#"{"rateLimit": {}}"#).unwrap();
         assert_eq!(c.rate_limit, Some(RateLimit { requests_per_second: 50, burst: 500 }));

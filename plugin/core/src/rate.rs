@@ -10,11 +10,11 @@
 //! tenant race on the bucket's compare-and-swap; a loser re-reads (up to [`ATTEMPTS`] times)
 //! and, if it still loses, is answered 429 with `Retry-After: 1` rather than let through
 //! uncounted — contention that high means the tenant is far above any sane rate. With the
-//! limiter off (`"rateLimit": null`, the default) none of this runs.
+//! limiter off (`"rateLimit": null`) none of this runs.
 //!
-//! Entra's provisioning service expects at least 25 requests/s per tenant (gallery
-//! checklist) and is known to back off on 429 only sometimes; the defaults when enabled
-//! (50/s sustained, bursts of 500) leave it twice that.
+//! On by default: Entra's provisioning service expects at least 25 requests/s per tenant
+//! (gallery checklist) and is known to back off on 429 only sometimes; the defaults (50/s
+//! sustained, bursts of 500) leave it twice that.
 
 use serde::{Deserialize, Serialize};
 

@@ -43,11 +43,14 @@ impl Host {
         Self::with_config("")
     }
 
-    /// `extra`: more config keys, e.g. `"maxPatchOperations": 3` (no braces).
+    /// `extra`: more config keys, e.g. `"maxPatchOperations": 3` (no braces). The rate limit is
+    /// off unless `extra` sets it: the clock stands still, so a bucket would never refill.
     pub fn with_config(extra: &str) -> Self {
         let hash = hex::encode(sha2::Sha256::digest(ADMIN.as_bytes()));
         let sep = if extra.trim().is_empty() { "" } else { "," };
-        let config = Config::from_json(&format!(r#"{{"adminTokenSha256":"{hash}"{sep}{extra}}}"#)).unwrap();
+        let rate = if extra.contains("rateLimit") { "" } else { r#","rateLimit":null"# };
+        let config =
+            Config::from_json(&format!(r#"{{"adminTokenSha256":"{hash}"{rate}{sep}{extra}}}"#)).unwrap();
         Host { store: MemStore::new(), clock: FixedClock::default(), random: SeqRandom::new(11), config }
     }
 
