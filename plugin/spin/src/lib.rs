@@ -141,9 +141,10 @@ impl Clock for SystemClock {
 
     /// A Spin instance serves one request, so blocking it (`wasi:clocks` monotonic-clock
     /// subscribe + block) holds up nobody else — unlike spinning on the key-value store, which
-    /// competes with the lease's holder. 0.5 ms, growing to 8 ms.
+    /// competes with the lease's holder. 0.25 ms, growing to 2 ms: short, so a waiter that
+    /// sleeps is not overtaken for long by one that just arrived.
     fn pause(&self, attempt: u32) {
-        let micros = 500u64 << attempt.min(4);
+        let micros = 250u64 << attempt.min(3);
         std::thread::sleep(std::time::Duration::from_micros(micros));
     }
 }
