@@ -24,6 +24,11 @@ command -v node >/dev/null && command -v npm >/dev/null ||
   die "node (>= 20) and npm are needed: apt-get install -y nodejs npm"
 [[ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]] ||
   die "node >= 20 is needed (playwright-core), found $(node --version)"
+# Debian's chromium, installed here when we may (root with apt-get), as bench/run.sh does for wrk.
+if [[ ! -x "$CHROMIUM" && "$CHROMIUM" == /usr/bin/chromium && $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+  say "installing Debian's chromium (apt-get)"
+  apt-get update -qq && apt-get install -y -qq chromium
+fi
 [[ -x "$CHROMIUM" ]] ||
   die "no chromium at $CHROMIUM: run \`apt-get install -y chromium\` (Debian), or set CHROMIUM=/path/to/chromium"
 if [[ ! -d browser-tests/node_modules/playwright-core ]]; then
