@@ -122,7 +122,16 @@ pub async fn handle<S: Store>(
     };
     let (actor, result) = match acting {
         Ok(acting) => {
-            let r = tenant_call(endpoint, req, env, public_base, &acting, existing.is_some()).await;
+            let r = tenant_call(
+                endpoint,
+                req,
+                env,
+                public_base,
+                &acting,
+                tenant,
+                existing.as_ref().map(|(t, _)| t),
+            )
+            .await;
             (acting.actor(), r)
         }
         // Refused before it started: still logged, with the id the caller claimed.
@@ -219,9 +228,11 @@ async fn tenant_call<S: Store>(
     env: &Env<'_, S>,
     public_base: &str,
     acting: &Acting,
-    exists: bool,
+    tenant: &str,
+    existing: Option<&Tenant>,
 ) -> ScimResult<http::Response<Bytes>> {
     let method = req.method();
+    let exists = existing.is_some();
     match endpoint {
         AdminEndpoint::Tenant(t) => match *method {
             Method::PUT => {
@@ -232,12 +243,12 @@ async fn tenant_call<S: Store>(
             }
             Method::GET => {
                 acting.require(Permission::ViewUsers, "viewing the tenant")?;
-                let (tenant, _) = tenants::get(env, t).await?.ok_or_else(|| not_found_tenant(t))?;
-                Ok(json_response(StatusCode::OK, &tenant_json(env, t, &tenant, public_base).await?))
+                let tenant = existing.ok_or_else(|| not_found_tenant(t))?;
+                Ok(json_response(StatusCode::OK, &tenant_json(env, t, tenant, public_base).await?))
             }
             _ => Err(ScimError::method_not_allowed("GET, PUT")),
         },
-        _ if !exists => Err(not_found_tenant(endpoint_tenant(&endpoint))),
+        _ if !exists => Err(not_found_tenant(tenant)),
         AdminEndpoint::ScimConnection(t) => {
             let action = match *method {
                 Method::POST => "generating a SCIM configuration",
@@ -331,17 +342,6 @@ async fn tenant_call<S: Store>(
         AdminEndpoint::Tenants | AdminEndpoint::Roles | AdminEndpoint::Unknown => {
             Err(ScimError::not_found("unknown admin endpoint"))
         }
-    }
-}
-
-fn endpoint_tenant<'a>(e: &AdminEndpoint<'a>) -> &'a str {
-    match e {
-        AdminEndpoint::Tenant(t)
-        | AdminEndpoint::ScimConnection(t)
-        | AdminEndpoint::Users(t)
-        | AdminEndpoint::User(t, _)
-        | AdminEndpoint::Log(t) => t,
-        _ => "",
     }
 }
 
