@@ -59,6 +59,10 @@ impl SpinComponent {
 
     fn with_config(wasm: &Path, mut config: wasmtime::Config) -> anyhow::Result<Self> {
         config.wasm_component_model_async(true);
+        // For profiling (`perf record`): wasmtime writes /tmp/perf-<pid>.map for the JIT code.
+        if std::env::var_os("SCIM_EDGE_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(wt)?;
         let component = Component::from_file(&engine, wasm)
             .map_err(wt)

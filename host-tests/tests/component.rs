@@ -247,7 +247,7 @@ async fn the_dedicated_variables_win_over_config() -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_invalid_config_variable_answers_500_naming_it() -> anyhow::Result<()> {
     let cases = [
-        (r#"{"maxBodyBytes": "#, "is not valid JSON"),
+        (r#"{"maxBodyBytes": "#, "not valid JSON"),
         ("[1, 2]", "must be a JSON object"),
         (r#"{"limits": {"maxBodyBytes": 65536}}"#, "unknown field `limits`"),
         (r#"{"maxBodyBytes": 1024}"#, "maxBodyBytes must be between 4096"),

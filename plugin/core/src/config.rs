@@ -116,14 +116,38 @@ struct RawRateLimit {
 
 impl Config {
     pub fn from_json(json: &str) -> Result<Config, ConfigError> {
+        Config::from_json_with(json, None, None)
+    }
+
+    /// [`Config::from_json`] with `adminTokenSha256` and `publicBaseUrl` set over what `json`
+    /// says, where given and not blank (a host that takes them from separate settings, such as
+    /// Spin's variables), without building and parsing the JSON a second time.
+    pub fn from_json_with(
+        json: &str,
+        admin_token_sha256: Option<&str>,
+        public_base_url: Option<&str>,
+    ) -> Result<Config, ConfigError> {
         let json = json.trim();
-        let raw: Raw = if json.is_empty() {
+        let mut raw: Raw = if json.is_empty() {
             Raw::default()
         } else {
             // from_slice, not from_str: the rest of the plugin parses JSON from bytes, and a second
             // reader type would compile serde_json's whole parser in again (~11 KB of .wasm).
-            serde_json::from_slice(json.as_bytes()).map_err(|e| ConfigError(e.to_string()))?
+            serde_json::from_slice(json.as_bytes()).map_err(|e| {
+                ConfigError(if e.is_syntax() || e.is_eof() {
+                    format!("not valid JSON: {e}")
+                } else {
+                    e.to_string()
+                })
+            })?
         };
+        let given = |v: Option<&str>| v.filter(|v| !v.trim().is_empty()).map(str::to_owned);
+        if let Some(v) = given(admin_token_sha256) {
+            raw.admin_token_sha256 = Some(v);
+        }
+        if let Some(v) = given(public_base_url) {
+            raw.public_base_url = Some(v);
+        }
         let d = Config::default();
         let admin_token_sha256 = match raw.admin_token_sha256.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -256,6 +280,28 @@ mod tests {
     fn empty_config_is_default_with_admin_off() {
         assert_eq!(Config::from_json("").ok(), Some(Config::default()));
         assert_eq!(Config::from_json("{}").ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn separate_settings_override_the_json_unless_blank() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let json = format!(r#"{{"adminTokenSha256": "{a}", "publicBaseUrl": "https://json.example"}}"#);
+        let c = Config::from_json_with(&json, Some(&b), Some(" ")).ok();
+        assert_eq!(c.as_ref().and_then(|c| c.admin_token_sha256), Some([0xbb; 32]));
+        assert_eq!(c.and_then(|c| c.public_base_url).as_deref(), Some("https://json.example"));
+        let c = Config::from_json_with("", None, Some("https://var.example")).ok();
+        assert_eq!(c.and_then(|c| c.public_base_url).as_deref(), Some("https://var.example"));
+        // An override is validated like the JSON key.
+        assert!(Config::from_json_with("{}", Some("xyz"), None).is_err_and(|e| e.0.contains("64 hex digits")));
+    }
+
+    #[test]
+    fn syntax_errors_say_not_valid_json_and_data_errors_name_the_key() {
+        let e = Config::from_json(r#"{"maxBodyBytes": "#).err().map(|e| e.0).unwrap_or_default();
+        assert!(e.starts_with("not valid JSON: "), "{e}");
+        let e = Config::from_json(r#"{"limits": 1}"#).err().map(|e| e.0).unwrap_or_default();
+        assert!(e.contains("unknown field `limits`") && !e.contains("not valid JSON"), "{e}");
     }
 
     #[test]

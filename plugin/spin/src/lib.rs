@@ -39,9 +39,9 @@ use crate::store::SpinStore;
 /// The Spin variable holding the core's configuration as one JSON object.
 const CONFIG_VARIABLE: &str = "config";
 
-/// The Spin variables for single keys, with the JSON key each one sets over `config`'s.
-const KEY_VARIABLES: [(&str, &str); 2] =
-    [("admin_token_sha256", "adminTokenSha256"), ("public_base_url", "publicBaseUrl")];
+/// The Spin variables that set `adminTokenSha256` and `publicBaseUrl` over `config`'s.
+const ADMIN_TOKEN_VARIABLE: &str = "admin_token_sha256";
+const BASE_URL_VARIABLE: &str = "public_base_url";
 
 /// The validated configuration, once this instance has read it: what the variables said then
 /// (an instance lives for one request, or a few with WASIp3 instance reuse; a new instance
@@ -87,34 +87,18 @@ async fn serve(
 
 /// Reads the Spin variables and validates them as the core's [`Config`].
 async fn load_config() -> Result<Config, String> {
-    let mut keys = Vec::new();
-    for (name, key) in KEY_VARIABLES {
-        keys.push((key, variable(name).await?));
-    }
+    let admin = variable(ADMIN_TOKEN_VARIABLE).await?;
+    let base = variable(BASE_URL_VARIABLE).await?;
     let text = variable(CONFIG_VARIABLE).await?;
-    let mut json = match text.trim() {
-        "" => serde_json::Map::new(),
-        text => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(format!(
-                    "spin variable `{CONFIG_VARIABLE}` must be a JSON object such as \
-                     {{\"maxBodyBytes\": 65536}}, got {}",
-                    excerpt(text)
-                ))
-            }
-            Err(e) => return Err(format!("spin variable `{CONFIG_VARIABLE}` is not valid JSON: {e}")),
-        },
-    };
-    for (key, value) in keys {
-        if !value.trim().is_empty() {
-            json.insert(key.to_owned(), serde_json::Value::String(value));
-        }
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && !trimmed.starts_with('{') {
+        return Err(format!(
+            "spin variable `{CONFIG_VARIABLE}` must be a JSON object such as {{\"maxBodyBytes\": 65536}}, got {}",
+            excerpt(trimmed)
+        ));
     }
-    Config::from_json(&serde_json::Value::Object(json).to_string()).map_err(|e| {
-        let [(admin, _), (base, _)] = KEY_VARIABLES;
-        format!("{e} (from the spin variables `{CONFIG_VARIABLE}`, `{admin}` and `{base}`)")
-    })
+    Config::from_json_with(trimmed, Some(&admin), Some(&base))
+        .map_err(|e| format!("{e} (from the spin variables `{CONFIG_VARIABLE}`, `{ADMIN_TOKEN_VARIABLE}` and `{BASE_URL_VARIABLE}`)"))
 }
 
 async fn variable(name: &str) -> Result<String, String> {
