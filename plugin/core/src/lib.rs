@@ -43,7 +43,7 @@ pub mod testing;
 pub use config::{Config, ConfigError};
 pub use error::{ScimError, ScimType};
 pub use service::handle;
-pub use store::{Condition, Store, StoreError, Version, Versioned};
+pub use store::{Change, Condition, Store, StoreError, Version, Versioned};
 
 /// Wall-clock time, injected.
 pub trait Clock {

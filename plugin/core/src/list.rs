@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ScimError, ScimResult};
 use crate::keys::{List, CHUNK};
-use crate::store::{get_json, put_json, Condition, Store, StoreError, Version};
+use crate::store::{get_json, put_json, Change, Condition, Store, StoreError, Version};
 use crate::Env;
 
 /// How long a lease protects a list; mutations take a few store round trips.
@@ -30,10 +30,18 @@ struct Lease {
     until: u64,
 }
 
-/// A held lease; release it with [`Held::release`] (it expires on its own otherwise).
+/// A held lease. Its writes go with its release as one [`Store::apply`] ([`Held::commit`]):
+/// on etcd one transaction, conditional on the lease still being ours, instead of a round trip
+/// (and an fsync) per key while every other writer of the list waits.
 struct Held {
     key: String,
-    holder: String,
+    version: Version,
+}
+
+/// The lease record of a free list.
+fn free_lease() -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(&Lease { holder: String::new(), until: 0 })
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
 async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<Held> {
@@ -58,7 +66,7 @@ async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
             Err(e) => return Err(e),
         };
         match put_json(env.store, &key, &lease, cond).await {
-            Ok(_) => return Ok(Held { key, holder }),
+            Ok(version) => return Ok(Held { key, version }),
             Err(StoreError::Conflict) => {
                 env.clock.pause(attempt);
                 continue;
@@ -73,18 +81,108 @@ async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
 }
 
 impl Held {
+    /// Releases the lease without writing anything. Only our own: the version we wrote it at
+    /// (an expired lease may have been taken over; a `Conflict` then leaves it alone).
     async fn release<S: Store>(self, env: &Env<'_, S>) -> ScimResult<()> {
-        // Only release our own lease; an expired one may have been taken over.
-        if let Some((l, v)) = get_json::<S, Lease>(env.store, &self.key).await? {
-            if l.holder == self.holder {
-                let free = Lease { holder: String::new(), until: 0 };
-                match put_json(env.store, &self.key, &free, Condition::Version(v)).await {
-                    Ok(_) | Err(StoreError::Conflict) => {}
-                    Err(e) => return Err(e.into()),
+        match env.store.put(&self.key, &free_lease()?, Condition::Version(self.version)).await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Applies `writes` and releases the lease, as one [`Store::apply`] whose last change is
+    /// the release, conditional on the lease still being ours.
+    async fn commit<S: Store>(self, env: &Env<'_, S>, writes: Writes) -> ScimResult<()> {
+        let free = free_lease()?;
+        let mut changes: Vec<Change<'_>> = writes
+            .0
+            .iter()
+            .map(|(key, value)| Change { key, value: value.as_deref(), cond: Condition::Any })
+            .collect();
+        changes.push(Change { key: &self.key, value: Some(&free), cond: Condition::Version(self.version) });
+        match env.store.apply(&changes).await {
+            Ok(()) => Ok(()),
+            // The lease expired under us and another request took the list. A transactional
+            // store applied nothing; the in-order default applied the writes and only the
+            // release failed. The first write tells which.
+            Err(StoreError::Conflict) => {
+                let applied = match writes.0.first() {
+                    Some((key, value)) => env.store.get(key).await?.map(|v| v.value) == *value,
+                    None => true,
+                };
+                if applied {
+                    Ok(())
+                } else {
+                    Err(ScimError::new(
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "a concurrent change took over this list; retry (nothing was changed)",
+                    ))
                 }
             }
+            Err(e) => {
+                // Not left held until it expires; the failure is what the caller hears.
+                let _ = self.release(env).await;
+                Err(e.into())
+            }
         }
+    }
+}
+
+/// The writes of one list mutation, made under its lease and applied by [`Held::commit`]. One
+/// per key (a transaction may not name a key twice): a later write of a key replaces an
+/// earlier one, and reads of the mutation go through them ([`Writes::get`]).
+#[derive(Default)]
+struct Writes(Vec<(String, Option<Vec<u8>>)>);
+
+impl Writes {
+    fn put<T: Serialize>(&mut self, key: String, value: &T) -> ScimResult<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.set(key, Some(bytes));
         Ok(())
+    }
+
+    fn delete(&mut self, key: String) {
+        self.set(key, None);
+    }
+
+    fn set(&mut self, key: String, value: Option<Vec<u8>>) {
+        self.0.retain(|(k, _)| *k != key);
+        self.0.push((key, value));
+    }
+
+    /// `key` as this mutation leaves it: its pending write, else the store.
+    async fn get<S: Store, T: serde::de::DeserializeOwned>(
+        &self,
+        env: &Env<'_, S>,
+        key: &str,
+    ) -> ScimResult<Option<T>> {
+        match self.0.iter().find(|(k, _)| k == key) {
+            Some((_, None)) => Ok(None),
+            Some((_, Some(bytes))) => serde_json::from_slice(bytes)
+                .map(Some)
+                .map_err(|_| ScimError::internal(format!("pending record {key} is corrupt"))),
+            None => Ok(get_json::<S, T>(env.store, key).await?.map(|(t, _)| t)),
+        }
+    }
+
+    async fn chunk<S: Store>(
+        &self,
+        env: &Env<'_, S>,
+        tenant: &str,
+        list: &List,
+        n: u64,
+    ) -> ScimResult<Vec<String>> {
+        Ok(self.get::<S, Chunk>(env, &list.chunk_key(tenant, n)).await?.map(|c| c.0).unwrap_or_default())
+    }
+
+    /// Writes a chunk; an emptied chunk is deleted so a shrunken list leaves nothing behind.
+    fn chunk_write(&mut self, tenant: &str, list: &List, n: u64, ids: Vec<String>) -> ScimResult<()> {
+        if ids.is_empty() {
+            self.delete(list.chunk_key(tenant, n));
+            Ok(())
+        } else {
+            self.put(list.chunk_key(tenant, n), &Chunk(ids))
+        }
     }
 }
 
@@ -132,32 +230,45 @@ pub async fn page<S: Store>(
     Ok(out)
 }
 
+/// Runs `mutation` under the list's lease and commits what it wrote with the release. A
+/// mutation that fails writes nothing and releases the lease.
+async fn mutate<S: Store>(
+    env: &Env<'_, S>,
+    held: Held,
+    mutation: impl std::future::Future<Output = ScimResult<Writes>>,
+) -> ScimResult<()> {
+    match mutation.await {
+        Ok(writes) => held.commit(env, writes).await,
+        Err(e) => {
+            let _ = held.release(env).await;
+            Err(e)
+        }
+    }
+}
+
 /// Adds ids (not already in the list: callers guarantee it with their own unique keys).
 pub async fn push<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, ids: &[String]) -> ScimResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let held = acquire(env, tenant, list).await?;
-    let result = push_locked(env, tenant, list, ids).await;
-    // The change's own outcome decides; a lease that could not be released expires by
-    // itself (reporting the change as failed would make the caller undo a change that held).
-    let _ = held.release(env).await;
-    result
+    mutate(env, held, push_writes(env, tenant, list, ids)).await
 }
 
-async fn push_locked<S: Store>(
+async fn push_writes<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
     list: &List,
     ids: &[String],
-) -> ScimResult<()> {
+) -> ScimResult<Writes> {
+    let mut w = Writes::default();
     let (mut n, _) = len_of(env, tenant, list).await?;
     let mut current: Option<(u64, Vec<String>)> = None;
     for id in ids {
         let c = n / CHUNK;
         if current.as_ref().map(|(k, _)| *k) != Some(c) {
             if let Some((k, ids)) = current.take() {
-                put_json(env.store, &list.chunk_key(tenant, k), &Chunk(ids), Condition::Any).await?;
+                w.put(list.chunk_key(tenant, k), &Chunk(ids))?;
             }
             current = Some((c, chunk(env, tenant, list, c).await?));
         }
@@ -165,14 +276,14 @@ async fn push_locked<S: Store>(
             ids.truncate((n % CHUNK) as usize);
             ids.push(id.clone());
         }
-        put_json(env.store, &list.pos_key(tenant, id), &n, Condition::Any).await?;
+        w.put(list.pos_key(tenant, id), &n)?;
         n += 1;
     }
     if let Some((k, ids)) = current {
-        put_json(env.store, &list.chunk_key(tenant, k), &Chunk(ids), Condition::Any).await?;
+        w.put(list.chunk_key(tenant, k), &Chunk(ids))?;
     }
-    put_json(env.store, &list.len_key(tenant), &n, Condition::Any).await?;
-    Ok(())
+    w.put(list.len_key(tenant), &n)?;
+    Ok(w)
 }
 
 /// Removes ids; ids not in the list are skipped.
@@ -181,72 +292,53 @@ pub async fn remove<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, ids: 
         return Ok(());
     }
     let held = acquire(env, tenant, list).await?;
-    let result = remove_locked(env, tenant, list, ids).await;
-    // The change's own outcome decides; a lease that could not be released expires by
-    // itself (reporting the change as failed would make the caller undo a change that held).
-    let _ = held.release(env).await;
-    result
+    mutate(env, held, remove_writes(env, tenant, list, ids)).await
 }
 
-async fn remove_locked<S: Store>(
+async fn remove_writes<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
     list: &List,
     ids: &[String],
-) -> ScimResult<()> {
+) -> ScimResult<Writes> {
+    let mut w = Writes::default();
     let (mut n, _) = len_of(env, tenant, list).await?;
     for id in ids {
-        let Some((pos, _)) = get_json::<S, u64>(env.store, &list.pos_key(tenant, id)).await? else {
+        let Some(pos) = w.get::<S, u64>(env, &list.pos_key(tenant, id)).await? else {
             continue;
         };
         if n == 0 || pos >= n {
-            env.store.delete(&list.pos_key(tenant, id), Condition::Any).await?;
+            w.delete(list.pos_key(tenant, id));
             continue;
         }
         let last = n - 1;
-        let mut last_chunk = chunk(env, tenant, list, last / CHUNK).await?;
+        let mut last_chunk = w.chunk(env, tenant, list, last / CHUNK).await?;
         last_chunk.truncate((last % CHUNK + 1) as usize);
         let moved = last_chunk.pop();
         if pos == last {
-            write_chunk(env, tenant, list, last / CHUNK, last_chunk).await?;
+            w.chunk_write(tenant, list, last / CHUNK, last_chunk)?;
         } else if let Some(moved) = moved {
             // Fill the hole with the last id.
             if pos / CHUNK == last / CHUNK {
                 if let Some(slot) = last_chunk.get_mut((pos % CHUNK) as usize) {
                     *slot = moved.clone();
                 }
-                write_chunk(env, tenant, list, last / CHUNK, last_chunk).await?;
+                w.chunk_write(tenant, list, last / CHUNK, last_chunk)?;
             } else {
-                let mut hole = chunk(env, tenant, list, pos / CHUNK).await?;
+                let mut hole = w.chunk(env, tenant, list, pos / CHUNK).await?;
                 if let Some(slot) = hole.get_mut((pos % CHUNK) as usize) {
                     *slot = moved.clone();
                 }
-                write_chunk(env, tenant, list, pos / CHUNK, hole).await?;
-                write_chunk(env, tenant, list, last / CHUNK, last_chunk).await?;
+                w.chunk_write(tenant, list, pos / CHUNK, hole)?;
+                w.chunk_write(tenant, list, last / CHUNK, last_chunk)?;
             }
-            put_json(env.store, &list.pos_key(tenant, &moved), &pos, Condition::Any).await?;
+            w.put(list.pos_key(tenant, &moved), &pos)?;
         }
-        env.store.delete(&list.pos_key(tenant, id), Condition::Any).await?;
+        w.delete(list.pos_key(tenant, id));
         n = last;
     }
-    put_json(env.store, &list.len_key(tenant), &n, Condition::Any).await?;
-    Ok(())
-}
-
-/// Writes a chunk; an emptied chunk is deleted so a shrunken list leaves nothing behind.
-async fn write_chunk<S: Store>(
-    env: &Env<'_, S>,
-    tenant: &str,
-    list: &List,
-    n: u64,
-    ids: Vec<String>,
-) -> ScimResult<()> {
-    if ids.is_empty() {
-        env.store.delete(&list.chunk_key(tenant, n), Condition::Any).await?;
-    } else {
-        put_json(env.store, &list.chunk_key(tenant, n), &Chunk(ids), Condition::Any).await?;
-    }
-    Ok(())
+    w.put(list.len_key(tenant), &n)?;
+    Ok(w)
 }
 
 /// Every id of the list (for full scans and member listings).
@@ -282,16 +374,17 @@ pub async fn ensure<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, id: &
         return Ok(false);
     }
     let held = acquire(env, tenant, list).await?;
-    let result = async {
-        // Under the lease, and to the chunk: a concurrent ensure may have listed it meanwhile.
-        if listed(env, tenant, list, id, true).await? {
-            return Ok(false);
+    // Under the lease, and to the chunk: a concurrent ensure may have listed it meanwhile.
+    match listed(env, tenant, list, id, true).await {
+        Ok(false) => {
+            let id = [id.to_owned()];
+            mutate(env, held, push_writes(env, tenant, list, &id)).await.map(|()| true)
         }
-        push_locked(env, tenant, list, std::slice::from_ref(&id.to_owned())).await.map(|()| true)
+        done => {
+            let _ = held.release(env).await;
+            done.map(|_| false)
+        }
     }
-    .await;
-    let _ = held.release(env).await;
-    result
 }
 
 /// Whether `id` has a position within the list's length (and, `thorough`, whether the chunk
@@ -392,6 +485,98 @@ mod tests {
             assert_eq!(all(&env, "t", &l).await.unwrap(), vec!["a".to_owned()]);
             // The overtaken holder's release leaves the new holder's lease alone.
             held.release(&env).await.unwrap();
+        });
+    }
+
+    /// A store whose `apply` is atomic, as etcd's is: every condition is checked first.
+    struct Atomic<'a>(&'a MemStore);
+
+    impl Store for Atomic<'_> {
+        async fn get(&self, key: &str) -> Result<Option<crate::Versioned>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, value: &[u8], cond: Condition) -> Result<Version, StoreError> {
+            self.0.put(key, value, cond).await
+        }
+        async fn delete(&self, key: &str, cond: Condition) -> Result<(), StoreError> {
+            self.0.delete(key, cond).await
+        }
+        async fn apply(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+            for c in changes {
+                let now = self.0.get(c.key).await?.map(|v| v.version);
+                let holds = match c.cond {
+                    Condition::Any => true,
+                    Condition::Absent => now.is_none(),
+                    Condition::Version(v) => now == Some(v),
+                };
+                if !holds {
+                    return Err(StoreError::Conflict);
+                }
+            }
+            crate::store::apply_in_order(self.0, changes).await
+        }
+    }
+
+    /// A holder whose lease expired and was taken over: on a transactional store its writes
+    /// are refused whole (503, the list untouched); with the in-order default they land and
+    /// only its release is refused, so the change is reported as made.
+    #[test]
+    fn a_commit_after_losing_the_lease_is_all_or_nothing_where_the_store_can() {
+        let (mem, clock, random, config) =
+            (MemStore::new(), FixedClock::default(), SeqRandom::new(1), Config::default());
+        let atomic = Atomic(&mem);
+        let l = List::Groups;
+        block_on(async {
+            let env = Env { store: &atomic, clock: &clock, random: &random, config: &config };
+            let late = acquire(&env, "t", &l).await.unwrap();
+            clock.advance(LEASE_MS + 1);
+            let current = acquire(&env, "t", &l).await.unwrap();
+            let e = mutate(&env, late, push_writes(&env, "t", &l, &["a".into()])).await.unwrap_err();
+            assert_eq!(e.status, http::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(len(&env, "t", &l).await.unwrap(), 0);
+            assert!(!contains(&env, "t", &l, "a").await.unwrap());
+            // The lease it lost is still the current holder's, who commits normally.
+            mutate(&env, current, push_writes(&env, "t", &l, &["b".into()])).await.unwrap();
+            assert_eq!(all(&env, "t", &l).await.unwrap(), vec!["b".to_owned()]);
+
+            let env = Env { store: &mem, clock: &clock, random: &random, config: &config };
+            let late = acquire(&env, "t", &l).await.unwrap();
+            clock.advance(LEASE_MS + 1);
+            let _current = acquire(&env, "t", &l).await.unwrap();
+            mutate(&env, late, push_writes(&env, "t", &l, &["c".into()])).await.unwrap();
+            assert_eq!(all(&env, "t", &l).await.unwrap(), vec!["b".to_owned(), "c".to_owned()]);
+        });
+    }
+
+    /// A removal of several ids reads through its own pending writes (the last chunk it
+    /// shortened, the position it moved), and commits each key once.
+    #[test]
+    fn a_batch_removal_sees_its_own_writes() {
+        let (mem, clock, random, config) =
+            (MemStore::new(), FixedClock::default(), SeqRandom::new(1), Config::default());
+        let atomic = Atomic(&mem);
+        let env = Env { store: &atomic, clock: &clock, random: &random, config: &config };
+        let l = List::Users;
+        block_on(async {
+            let ids: Vec<String> = (0..CHUNK + 3).map(|i| format!("u{i}")).collect();
+            push(&env, "t", &l, &ids).await.unwrap();
+            let w = remove_writes(&env, "t", &l, &[ids[0].clone(), ids[1].clone(), ids[2].clone()])
+                .await
+                .unwrap();
+            let mut keys: Vec<&String> = w.0.iter().map(|(k, _)| k).collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), w.0.len(), "each key written once");
+            remove(&env, "t", &l, &[ids[0].clone(), ids[1].clone(), ids[2].clone()]).await.unwrap();
+            let mut left = all(&env, "t", &l).await.unwrap();
+            left.sort();
+            let mut want: Vec<String> = ids[3..].to_vec();
+            want.sort();
+            assert_eq!(left, want);
+            for (i, id) in all(&env, "t", &l).await.unwrap().iter().enumerate() {
+                let pos: u64 = serde_json::from_slice(&mem.raw(&l.pos_key("t", id)).unwrap()).unwrap();
+                assert_eq!(pos, i as u64, "{id}");
+            }
         });
     }
 

@@ -1,8 +1,9 @@
 //! The host key-value interface the core runs against.
 //!
 //! Deliberately narrow, so every backend can offer it: Spin's key-value store (with
-//! `wasi:keyvalue/atomics`), Envoy shared data, etcd. There is no listing and no
-//! transaction: listing and uniqueness come from the index keys in [`crate::keys`].
+//! `wasi:keyvalue/atomics`), Envoy shared data, etcd. There is no listing: listing and
+//! uniqueness come from the index keys in [`crate::keys`]. Several writes can go as one
+//! [`Store::apply`], which a store with transactions (etcd) makes atomic and one round trip.
 
 use std::fmt;
 
@@ -48,6 +49,14 @@ impl fmt::Display for StoreError {
     }
 }
 
+/// One write of [`Store::apply`]: `value` `None` deletes the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change<'a> {
+    pub key: &'a str,
+    pub value: Option<&'a [u8]>,
+    pub cond: Condition,
+}
+
 /// The host's key-value store.
 ///
 /// Futures need not be `Send`: both hosts are single-threaded wasm.
@@ -59,6 +68,27 @@ pub trait Store {
     /// Removes the key if `cond` holds. Deleting an absent key with [`Condition::Any`] is
     /// not an error. [`Condition::Absent`] is meaningless here and answers `Conflict`.
     async fn delete(&self, key: &str, cond: Condition) -> Result<(), StoreError>;
+
+    /// Several writes as one step. A store with multi-key transactions (etcd's `txn`)
+    /// overrides this to apply all of them, in one round trip, only if every condition holds,
+    /// and otherwise none (`Conflict`). This default applies them in order and stops at the
+    /// first failure, so a `Conflict` may leave the changes before it applied: callers put
+    /// their conditional change last and find out what happened when that matters.
+    async fn apply(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+        apply_in_order(self, changes).await
+    }
+}
+
+/// [`Store::apply`]'s default: each change with [`Store::put`] or [`Store::delete`], in order,
+/// up to the first failure.
+pub async fn apply_in_order<S: Store + ?Sized>(store: &S, changes: &[Change<'_>]) -> Result<(), StoreError> {
+    for c in changes {
+        match c.value {
+            Some(value) => store.put(c.key, value, c.cond).await.map(|_| ())?,
+            None => store.delete(c.key, c.cond).await?,
+        }
+    }
+    Ok(())
 }
 
 /// Reads and decodes a JSON record. A record that does not decode is reported as a 500

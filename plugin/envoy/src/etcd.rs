@@ -14,6 +14,7 @@
 //! | `put(Version(v))` | `txn` if `MOD(key) == v` then put |
 //! | `delete(Any)` | `deleterange {key}` |
 //! | `delete(Version(v))` | `txn` if `MOD(key) == v` then deleterange |
+//! | `apply(changes)` | one `txn`: every change's comparison, then every put and deleterange |
 //!
 //! A transaction that did not succeed is a [`StoreError::Conflict`]. The version of a write is
 //! the revision of the store after it, which etcd also records as the key's `mod_revision`.
@@ -28,7 +29,7 @@ use std::rc::Rc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use scim_edge_core::{Condition, Store, StoreError, Version, Versioned};
+use scim_edge_core::{Change, Condition, Store, StoreError, Version, Versioned};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -171,6 +172,9 @@ impl EtcdStore {
     }
 }
 
+/// etcd's default `--max-txn-ops`: a larger [`Store::apply`] goes change by change.
+const MAX_TXN_OPS: usize = 128;
+
 #[derive(Clone, Copy)]
 enum Write<'a> {
     Put(&'a [u8]),
@@ -222,6 +226,43 @@ impl Store for EtcdStore {
         }
         self.write(key, cond, Write::Delete).await.map(|_| ())
     }
+
+    /// One transaction: atomic, one round trip and one fsync for all of them.
+    async fn apply(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+        if changes.len() > MAX_TXN_OPS {
+            return scim_edge_core::store::apply_in_order(self, changes).await;
+        }
+        let txn = self.txn(changes)?;
+        let res: WriteResponse = self.call("/v3/kv/txn", &txn).await?;
+        if res.succeeded {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+}
+
+impl EtcdStore {
+    /// The `txn` request of [`Store::apply`].
+    fn txn(&self, changes: &[Change<'_>]) -> Result<Value, StoreError> {
+        let mut compares = Vec::new();
+        let mut success = Vec::with_capacity(changes.len());
+        for c in changes {
+            let wire_key = self.wire_key(c.key);
+            let op = match c.value {
+                Some(value) => Write::Put(value),
+                None if c.cond == Condition::Absent => return Err(StoreError::Conflict),
+                None => Write::Delete,
+            };
+            compares.extend(compare(&wire_key, c.cond));
+            let req = match op {
+                Write::Put(value) => json!({"key": wire_key, "value": BASE64.encode(value)}),
+                Write::Delete => json!({"key": wire_key}),
+            };
+            success.push(json!({ op.txn_request(): req }));
+        }
+        Ok(json!({"compare": compares, "success": success}))
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +280,36 @@ mod tests {
             compare("a2V5", Condition::Version(Version(42))),
             Some(json!({"target": "MOD", "key": "a2V5", "result": "EQUAL", "mod_revision": "42"}))
         );
+    }
+
+    #[test]
+    fn apply_is_one_txn_of_every_comparison_and_write() {
+        let settings = EtcdSettings {
+            cluster: "etcd".into(),
+            authority: "etcd".into(),
+            prefix: "p/".into(),
+            timeout: std::time::Duration::from_millis(100),
+        };
+        let store = EtcdStore::new(Rc::new(settings), Rc::default());
+        let changes = [
+            Change { key: "a", value: Some(b"1"), cond: Condition::Any },
+            Change { key: "b", value: None, cond: Condition::Any },
+            Change { key: "c", value: Some(b"2"), cond: Condition::Version(Version(9)) },
+        ];
+        let (a, b, c) = (BASE64.encode("p/a"), BASE64.encode("p/b"), BASE64.encode("p/c"));
+        assert_eq!(
+            store.txn(&changes),
+            Ok(json!({
+                "compare": [{"target": "MOD", "key": c, "result": "EQUAL", "mod_revision": "9"}],
+                "success": [
+                    {"request_put": {"key": a, "value": BASE64.encode("1")}},
+                    {"request_delete_range": {"key": b}},
+                    {"request_put": {"key": c, "value": BASE64.encode("2")}},
+                ],
+            }))
+        );
+        let absent_delete = [Change { key: "a", value: None, cond: Condition::Absent }];
+        assert_eq!(store.txn(&absent_delete), Err(StoreError::Conflict));
     }
 
     #[test]

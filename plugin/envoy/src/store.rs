@@ -3,7 +3,7 @@
 //! One enum rather than a generic parameter, so that the core's `handle` is compiled once
 //! into the filter, not once per backend.
 
-use scim_edge_core::{Condition, Store, StoreError, Version, Versioned};
+use scim_edge_core::{Change, Condition, Store, StoreError, Version, Versioned};
 
 use proxy_wasm::types::LogLevel;
 
@@ -48,5 +48,13 @@ impl Store for HostStore {
             HostStore::SharedData(s) => s.delete(key, cond).await,
         };
         logged("delete", key, r)
+    }
+
+    async fn apply(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+        let r = match self {
+            HostStore::Etcd(s) => s.apply(changes).await,
+            HostStore::SharedData(s) => s.apply(changes).await,
+        };
+        logged("apply", changes.first().map_or("", |c| c.key), r)
     }
 }
