@@ -3,7 +3,9 @@
 //! change never loads the whole member list.
 //!
 //! Mutations of one list are serialised by a lease (`keys::List::lock_key`) taken with the
-//! store's compare-and-swap; a holder that died is overtaken when its lease expires. Reads
+//! store's compare-and-swap; a holder that died is overtaken when its lease expires. The
+//! mutation's writes go with the release as one [`Store::apply`] ([`Held::commit`]): on etcd
+//! one transaction, so the lease is held for two writes, not one per key. Reads
 //! take no lease: a page read during a mutation may miss or repeat one id, which SCIM paging
 //! tolerates (RFC 7644 §3.4.2.4 does not promise snapshot consistency).
 
