@@ -191,13 +191,6 @@ impl Writes {
 #[derive(Serialize, Deserialize, Default)]
 struct Chunk(Vec<String>);
 
-async fn len_of<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<(u64, Option<Version>)> {
-    Ok(match get_json::<S, u64>(env.store, &list.len_key(tenant)).await? {
-        Some((n, v)) => (n, Some(v)),
-        None => (0, None),
-    })
-}
-
 async fn chunk<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, n: u64) -> ScimResult<Vec<String>> {
     Ok(get_json::<S, Chunk>(env.store, &list.chunk_key(tenant, n))
         .await?
@@ -207,7 +200,7 @@ async fn chunk<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, n: u64) ->
 
 /// Number of ids in the list.
 pub async fn len<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<u64> {
-    Ok(len_of(env, tenant, list).await?.0)
+    Ok(get_json::<S, u64>(env.store, &list.len_key(tenant)).await?.map_or(0, |(n, _)| n))
 }
 
 /// Up to `count` ids starting at 0-based position `start`.
@@ -264,7 +257,7 @@ async fn push_writes<S: Store>(
     ids: &[String],
 ) -> ScimResult<Writes> {
     let mut w = Writes::default();
-    let (mut n, _) = len_of(env, tenant, list).await?;
+    let mut n = len(env, tenant, list).await?;
     let mut current: Option<(u64, Vec<String>)> = None;
     for id in ids {
         let c = n / CHUNK;
@@ -304,7 +297,7 @@ async fn remove_writes<S: Store>(
     ids: &[String],
 ) -> ScimResult<Writes> {
     let mut w = Writes::default();
-    let (mut n, _) = len_of(env, tenant, list).await?;
+    let mut n = len(env, tenant, list).await?;
     for id in ids {
         let Some(pos) = w.get::<S, u64>(env, &list.pos_key(tenant, id)).await? else {
             continue;
@@ -352,7 +345,7 @@ pub async fn all<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
 pub async fn clear<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<()> {
     let held = acquire(env, tenant, list).await?;
     let result = async {
-        let (n, _) = len_of(env, tenant, list).await?;
+        let n = len(env, tenant, list).await?;
         for id in page(env, tenant, list, 0, n).await? {
             env.store.delete(&list.pos_key(tenant, &id), Condition::Any).await?;
         }
