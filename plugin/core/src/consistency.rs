@@ -9,7 +9,8 @@
 //!
 //! # Invariants
 //! - every key is a key of the layout, and every value decodes as what that key holds;
-//! - a tenant's current SCIM connection exists and names the tenant back;
+//! - a tenant's current SCIM connection exists, names the tenant back and is not marked off;
+//!   the one a plan change turned off is marked off;
 //! - every user and group record is indexed (`userName`, `externalId`, `displayName`) by the
 //!   entry its current value maps to, and every index entry points to a live record whose
 //!   value maps to that entry; no two records share an entry (so no `userName` twice);
@@ -63,8 +64,15 @@ pub enum ProblemKind {
     /// The tenant's current connection key is missing or names another tenant: SCIM
     /// requests of this tenant all get 401.
     ConnectionMissing { connection: String },
-    /// A connection its tenant does not point at (it can authenticate nothing).
+    /// A connection its tenant does not point at: left by a generate that failed before
+    /// pointing the tenant at it, so nobody was ever given its token.
     ConnectionOrphan { tenant: String },
+    /// The connection a plan change turned off (the tenant's `scimOff`) is not marked off in
+    /// its record, which alone decides a SCIM request: its token still works.
+    ConnectionNotOff { tenant: String },
+    /// The tenant's current connection is marked off: a plan change failed after marking it,
+    /// and every SCIM request of the tenant gets 403.
+    ConnectionOff { tenant: String },
     /// A tenant missing from `v1/tenants`: the admin API's tenant list misses it.
     TenantNotListed { tenant: String },
     /// The tenant's user counts by state (`counters`) differ from its records: the admin
@@ -145,6 +153,13 @@ impl fmt::Display for Problem {
                 write!(f, "current SCIM connection {connection} is missing or names another tenant")
             }
             ConnectionOrphan { tenant } => write!(f, "connection not current for its tenant {tenant:?}"),
+            ConnectionNotOff { tenant } => write!(
+                f,
+                "connection turned off by a plan change of tenant {tenant:?} is not marked off: its token still works"
+            ),
+            ConnectionOff { tenant } => {
+                write!(f, "current connection of tenant {tenant:?} is marked off: its requests get 403")
+            }
             TenantNotListed { tenant } => write!(f, "tenant {tenant:?} is missing from v1/tenants"),
             CountDrift { state, counted, actual } => {
                 write!(f, "{counted} {state} users counted, {actual} stored")
@@ -434,11 +449,16 @@ fn check_tenants(
         let current = tenant.and_then(|t| t.connection.as_deref());
         // A connection a plan change turned off is kept to explain its 403.
         let off = tenant.and_then(|t| t.scim_off.as_ref()).map(|o| o.connection.as_str());
-        if current != Some(c.as_str()) && off != Some(c.as_str()) {
-            problems.push(Problem {
-                key: key.clone(),
-                kind: ProblemKind::ConnectionOrphan { tenant: conn.tenant.clone() },
-            });
+        let tenant = conn.tenant.clone();
+        let kind = if current == Some(c.as_str()) {
+            conn.off.is_some().then_some(ProblemKind::ConnectionOff { tenant })
+        } else if off == Some(c.as_str()) {
+            conn.off.is_none().then_some(ProblemKind::ConnectionNotOff { tenant })
+        } else {
+            Some(ProblemKind::ConnectionOrphan { tenant })
+        };
+        if let Some(kind) = kind {
+            problems.push(Problem { key: key.clone(), kind });
         }
     }
     for t in tenants.keys() {

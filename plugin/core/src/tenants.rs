@@ -2,8 +2,15 @@
 //!
 //! A tenant has at most one SCIM connection. The connection id is the last segment of the
 //! SCIM URL handed to the admin (random, 128 bits) and the token is random (256 bits); only
-//! the token's SHA-256 is stored. Regenerating writes a new connection, points the tenant at
-//! it and deletes the old one, so the old URL and token stop working at once.
+//! the token's SHA-256 is stored.
+//!
+//! A SCIM request reads only its connection record: the record alone says whether it works
+//! (it exists, the token matches, it has not expired and no plan change turned it `off`), so
+//! authentication is one store read. Every change keeps that true by changing the connection
+//! records *before* it points the tenant elsewhere: regenerating deletes the old connection,
+//! then points the tenant at the new one; revoking deletes it, then clears the tenant; leaving
+//! the SCIM plan marks it off, then writes the tenant. The old URL and token stop working at
+//! once, and a change that fails halfway leaves SCIM off, never an old token working.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,13 +50,17 @@ pub struct ScimOff {
 
 impl ScimOff {
     pub fn detail(&self) -> String {
-        format!(
-            "SCIM provisioning is off: this tenant moved to the {:?} plan and SCIM is part of the {SCIM_PLAN:?} \
-             plan; after moving back, generate a new SCIM configuration and update Entra's Tenant URL and \
-             Secret Token",
-            self.plan
-        )
+        off_detail(&self.plan)
     }
+}
+
+/// Why a connection that a move to `plan` turned off gets 403.
+fn off_detail(plan: &str) -> String {
+    format!(
+        "SCIM provisioning is off: this tenant moved to the {plan:?} plan and SCIM is part of the {SCIM_PLAN:?} \
+         plan; after moving back, generate a new SCIM configuration and update Entra's Tenant URL and \
+         Secret Token"
+    )
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -67,6 +78,10 @@ pub struct Connection {
     pub expires_at: Option<String>,
     #[serde(default)]
     pub expires_ms: Option<u64>,
+    /// Set when a plan change turned SCIM off: the plan the tenant moved to. Its requests get
+    /// 403 with the reason ([`ScimOff::detail`]) instead of 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off: Option<String>,
 }
 
 impl Connection {
@@ -148,15 +163,22 @@ pub async fn put<S: Store>(env: &Env<'_, S>, t: &str, u: &TenantUpdate) -> ScimR
             }
             Some((mut tenant, ver)) => {
                 let mut dropped = None;
+                let mut turned_off = None;
                 let plan = u.plan.clone().unwrap_or_else(|| tenant.plan.clone());
                 if plan != SCIM_PLAN {
                     if let Some(c) = tenant.connection.take() {
                         // A connection turned off earlier by a plan change is replaced.
                         dropped = tenant.scim_off.take().map(|o| o.connection);
-                        tenant.scim_off = Some(ScimOff { connection: c, plan: plan.clone() });
-                    } else if let Some(off) = tenant.scim_off.as_mut() {
+                        tenant.scim_off = Some(ScimOff { connection: c.clone(), plan: plan.clone() });
+                        turned_off = Some(c);
+                    } else if let Some(off) = tenant.scim_off.as_mut().filter(|o| o.plan != plan) {
                         off.plan = plan.clone();
+                        turned_off = Some(off.connection.clone());
                     }
+                }
+                // The connection first: failing after this leaves SCIM off, not on.
+                if let Some(c) = &turned_off {
+                    turn_off(env, c, &plan).await?;
                 }
                 if let Some(name) = &u.name {
                     tenant.name = name.clone();
@@ -206,6 +228,27 @@ pub async fn list<S: Store>(env: &Env<'_, S>) -> ScimResult<Vec<String>> {
     Ok(get_json::<S, Vec<String>>(env.store, keys::TENANTS).await?.map(|(ids, _)| ids).unwrap_or_default())
 }
 
+/// Marks a connection turned off by a move to `plan`; a deleted one stays deleted.
+async fn turn_off<S: Store>(env: &Env<'_, S>, c: &str, plan: &str) -> ScimResult<()> {
+    let key = keys::connection(c);
+    for _ in 0..8 {
+        let Some((mut conn, ver)) = get_json::<S, Connection>(env.store, &key).await? else {
+            return Ok(());
+        };
+        if conn.off.as_deref() == Some(plan) {
+            return Ok(());
+        }
+        conn.off = Some(plan.to_owned());
+        match put_json(env.store, &key, &conn, Condition::Version(ver)).await {
+            Ok(_) => return Ok(()),
+            // A request's lastUsedAt write came between.
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
 /// Deletes a connection record and its counters.
 async fn delete_connection<S: Store>(env: &Env<'_, S>, c: &str) -> ScimResult<()> {
     env.store.delete(&keys::connection(c), Condition::Any).await?;
@@ -241,7 +284,28 @@ pub async fn generate<S: Store>(
         last_used_ms: 0,
         expires_at: None,
         expires_ms: None,
+        off: None,
     };
+    match point_at(env, t, &connection, &mut record, lifetime_days).await {
+        Ok(regenerated) => Ok(Generated { connection, token, record, regenerated }),
+        Err(e) => {
+            // Best effort: nobody was given its token, so a leftover record is unusable.
+            let _ = env.store.delete(&keys::connection(&connection), Condition::Any).await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes `record` as `connection`, deletes the tenant's old connections, then points the
+/// tenant at the new one. Returns whether it replaced one.
+async fn point_at<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    connection: &str,
+    record: &mut Connection,
+    lifetime_days: Option<u32>,
+) -> ScimResult<bool> {
+    let now = env.clock.now_millis();
     for _ in 0..8 {
         let Some((mut tenant, ver)) = get(env, t).await? else {
             return Err(ScimError::not_found(format!(
@@ -257,26 +321,19 @@ pub async fn generate<S: Store>(
         let days = lifetime_days.or(tenant.token_lifetime_days).or(env.config.default_token_lifetime_days);
         record.expires_ms = days.map(|d| now.saturating_add(u64::from(d) * DAY_MS));
         record.expires_at = record.expires_ms.map(time::rfc3339);
-        put_json(env.store, &keys::connection(&connection), &record, Condition::Any).await?;
-        let old = tenant.connection.replace(connection.clone());
-        let off = tenant.scim_off.take();
+        put_json(env.store, &keys::connection(connection), &*record, Condition::Any).await?;
+        let old = tenant.connection.replace(connection.to_owned());
+        let off = tenant.scim_off.take().map(|o| o.connection);
+        // The old ones first: from here on, only the new connection can work.
+        for old in old.iter().chain(off.iter()) {
+            delete_connection(env, old).await?;
+        }
         match put_json(env.store, &keys::tenant(t), &tenant, Condition::Version(ver)).await {
-            Ok(_) => {
-                let regenerated = old.is_some();
-                for old in old.into_iter().chain(off.map(|o| o.connection)) {
-                    delete_connection(env, &old).await?;
-                }
-                return Ok(Generated { connection, token, record, regenerated });
-            }
+            Ok(_) => return Ok(old.is_some()),
             Err(StoreError::Conflict) => continue,
-            Err(e) => {
-                // Best effort: the tenant still points at its old connection.
-                let _ = env.store.delete(&keys::connection(&connection), Condition::Any).await;
-                return Err(e.into());
-            }
+            Err(e) => return Err(e.into()),
         }
     }
-    let _ = env.store.delete(&keys::connection(&connection), Condition::Any).await;
     Err(StoreError::Conflict.into())
 }
 
@@ -296,15 +353,16 @@ pub async fn revoke<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<bool> {
             return Err(ScimError::not_found(format!("tenant {t:?} does not exist")));
         };
         let off = tenant.scim_off.take().map(|o| o.connection);
-        let Some(old) = tenant.connection.take().or(off.clone()) else { return Ok(false) };
+        let current = tenant.connection.take();
+        if current.is_none() && off.is_none() {
+            return Ok(false);
+        }
+        // The connections first: failing after this leaves SCIM off.
+        for c in current.iter().chain(off.iter()) {
+            delete_connection(env, c).await?;
+        }
         match put_json(env.store, &keys::tenant(t), &tenant, Condition::Version(ver)).await {
-            Ok(_) => {
-                delete_connection(env, &old).await?;
-                if let Some(off) = off.filter(|o| *o != old) {
-                    delete_connection(env, &off).await?;
-                }
-                return Ok(true);
-            }
+            Ok(_) => return Ok(true),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -313,7 +371,8 @@ pub async fn revoke<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<bool> {
 }
 
 /// Authenticates a SCIM request: the connection in the URL must exist, the token must hash
-/// to its stored hash, and the tenant must still point at it and be on the SCIM plan.
+/// to its stored hash, and it must not have expired or been turned off by a plan change. One
+/// store read (and a write of `lastUsedAt` at most once a minute).
 /// Wrong token, unknown or revoked connection and missing header all get the same 401.
 pub async fn authenticate<S: Store>(
     env: &Env<'_, S>,
@@ -347,20 +406,9 @@ pub async fn authenticate<S: Store>(
             conn.expires_at.as_deref().unwrap_or("an earlier time")
         )));
     }
-    let Some((tenant, _)) = get_json::<S, Tenant>(env.store, &keys::tenant(&conn.tenant)).await? else {
-        return Err(unauthorized());
-    };
-    if tenant.connection.as_deref() != Some(connection) {
-        return match tenant.scim_off.filter(|o| o.connection == connection) {
-            Some(off) => Err(ScimError::forbidden(off.detail())),
-            None => Err(unauthorized()),
-        };
-    }
-    if tenant.plan != SCIM_PLAN {
-        return Err(ScimError::forbidden(format!(
-            "SCIM provisioning is off: it requires the {SCIM_PLAN:?} plan and this tenant is on {:?}",
-            tenant.plan
-        )));
+    // The record alone decides (see the module's doc): no read of the tenant.
+    if let Some(plan) = &conn.off {
+        return Err(ScimError::forbidden(off_detail(plan)));
     }
     let tenant_id = conn.tenant.clone();
     if now.saturating_sub(conn.last_used_ms) >= LAST_USED_GRANULARITY_MS {

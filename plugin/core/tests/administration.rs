@@ -5,6 +5,7 @@
 
 mod support;
 
+use scim_edge_core::consistency::Severity;
 use serde_json::{json, Value};
 use support::{patch, Host, Tenant, ADMIN};
 
@@ -185,6 +186,53 @@ fn leaving_the_plan_turns_scim_off_with_a_reason() {
     assert_eq!(host.scim(&t, "GET", "Users", None).0, 401);
     assert_eq!(host.scim(&t2, "GET", "Users", None).0, 200);
     host.assert_consistent();
+}
+
+/// A SCIM request reads only its connection record, so every change of a connection changes
+/// the record before the tenant. An outage at any point of a regenerate, a revoke or a plan
+/// change leaves the old token working only where nothing changed: never once the tenant
+/// points elsewhere or left the plan, and never after the admin was told it worked.
+#[test]
+fn an_outage_at_any_point_of_a_connection_change_never_leaves_the_old_token_working() {
+    let changes = [
+        ("POST", "/admin/v1/tenants/acme/scim", None),
+        ("DELETE", "/admin/v1/tenants/acme/scim", None),
+        ("PUT", "/admin/v1/tenants/acme", Some(json!({"plan": "basic"}))),
+    ];
+    for (method, path, body) in changes {
+        let mut done = false;
+        for n in 0..40 {
+            let host = Host::new();
+            let (t, _) = acme(&host);
+            host.store.fail_after(Some(n));
+            let (s, b) = host.send(method, path, ADMIN, body.clone());
+            host.store.set_down(false);
+            host.store.fail_after(None);
+            let (old, _) = host.scim(&t, "GET", "Users", None);
+            let raw = host.store.raw(&scim_edge_core::keys::tenant("acme")).unwrap();
+            let tenant: Value = serde_json::from_slice(&raw).unwrap();
+            let unchanged = tenant["plan"] == "advanced" && tenant["connection"] == t.connection.as_str();
+            assert!(
+                old != 200 || unchanged,
+                "{method} {path} failing after {n} ops ({s} {b}): old token works"
+            );
+            if s < 300 {
+                assert_ne!(old, 200, "{method} {path}: answered {s} but the old token works");
+                host.assert_consistent();
+                done = true;
+                break;
+            }
+            assert_eq!(s, 503, "{b}");
+            // The admin retries, which finishes the change.
+            assert!(host.send(method, path, ADMIN, body.clone()).0 < 300);
+            assert_ne!(host.scim(&t, "GET", "Users", None).0, 200);
+            // A generate the outage cut short may leave its unused record (garbage) behind.
+            let report = scim_edge_core::consistency::check(host.store.entries());
+            let errors = report.problems.iter().filter(|p| p.severity() == Severity::Error).count();
+            assert_eq!(errors, 0, "{report}");
+        }
+        assert!(done, "{method} {path} never completed");
+    }
 }
 
 #[test]

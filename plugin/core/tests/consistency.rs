@@ -164,6 +164,28 @@ fn membership_disagreements() {
         .any(|k| matches!(k, ProblemKind::MembershipDangling { user, .. } if user == ghost)));
 }
 
+/// The connection record alone decides a SCIM request, so the one a plan change turned off
+/// must say so, and the current one must not.
+#[test]
+fn a_connection_turned_off_must_be_marked_off_and_the_current_one_not() {
+    let (host, conn, _, _, _) = world();
+    assert_eq!(host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(json!({"plan": "basic"}))).0, 200);
+    assert!(kinds(&host).is_empty());
+    let key = keys::connection(&conn);
+    let mut record: serde_json::Value = serde_json::from_slice(&host.store.raw(&key).unwrap()).unwrap();
+    assert_eq!(record["off"], "basic");
+    record.as_object_mut().unwrap().remove("off");
+    put(&host, &key, record.to_string().as_bytes());
+    assert!(kinds(&host).iter().any(|k| matches!(k, ProblemKind::ConnectionNotOff { .. })));
+
+    let (host, conn, _, _, _) = world();
+    let key = keys::connection(&conn);
+    let mut record: serde_json::Value = serde_json::from_slice(&host.store.raw(&key).unwrap()).unwrap();
+    record["off"] = json!("basic");
+    put(&host, &key, record.to_string().as_bytes());
+    assert!(kinds(&host).iter().any(|k| matches!(k, ProblemKind::ConnectionOff { .. })));
+}
+
 #[test]
 fn tenants_connections_foreign_and_corrupt_keys() {
     let (host, conn, _, _, _) = world();
