@@ -51,13 +51,17 @@ pub trait Clock {
     fn now_millis(&self) -> u64;
 
     /// Waits a little before the `attempt`-th retry of something another request holds (a
-    /// list's lease). Hosts that can block their request without blocking others (Spin: one
-    /// instance per request) sleep; the default does not wait (Envoy's filter cannot sleep:
-    /// its retries are store round trips).
-    fn pause(&self, attempt: u32) {
+    /// list's lease), so that waiters do not compete with the holder for the store. Spin
+    /// blocks its instance (one per request); Envoy's filter parks the request on a delayed
+    /// callout. The default does not wait.
+    fn pause(&self, attempt: u32) -> Pause<'_> {
         let _ = attempt;
+        Box::pin(core::future::ready(()))
     }
 }
+
+/// The future of [`Clock::pause`].
+pub type Pause<'a> = core::pin::Pin<Box<dyn core::future::Future<Output = ()> + 'a>>;
 
 /// Entropy, injected. Tokens and ids come from here.
 pub trait Random {

@@ -60,7 +60,7 @@ async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
             Ok(None) => Condition::Absent,
             Ok(Some((l, v))) if l.until <= now || l.holder.is_empty() => Condition::Version(v),
             Ok(Some(_)) => {
-                env.clock.pause(attempt);
+                env.clock.pause(attempt).await;
                 continue;
             }
             // A lease record we cannot read is overwritten.
@@ -70,7 +70,7 @@ async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
         match put_json(env.store, &key, &lease, cond).await {
             Ok(version) => return Ok(Held { key, version }),
             Err(StoreError::Conflict) => {
-                env.clock.pause(attempt);
+                env.clock.pause(attempt).await;
                 continue;
             }
             Err(e) => return Err(e.into()),

@@ -289,6 +289,7 @@ mod tests {
             authority: "etcd".into(),
             prefix: "p/".into(),
             timeout: std::time::Duration::from_millis(100),
+            pause_cluster: None,
         };
         let store = EtcdStore::new(Rc::new(settings), Rc::default());
         let changes = [

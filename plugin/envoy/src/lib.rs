@@ -219,23 +219,34 @@ impl Stream {
         let Some(settings) = self.settings.clone() else {
             return self.respond(ScimError::internal("scim-edge is not configured").into_response());
         };
-        let store = match &settings.store {
-            StoreSettings::Etcd(etcd) => HostStore::Etcd(EtcdStore::new(etcd.clone(), self.callouts.clone())),
-            StoreSettings::SharedData { prefix } => HostStore::SharedData(SharedDataStore::new(prefix)),
+        let (store, clock) = match &settings.store {
+            StoreSettings::Etcd(etcd) => (
+                HostStore::Etcd(EtcdStore::new(etcd.clone(), self.callouts.clone())),
+                host::HostClock { pause: Some((self.callouts.clone(), etcd.clone())) },
+            ),
+            // Shared data is read and written synchronously: a lease is seen held only across
+            // worker threads, for microseconds, so a waiter retries at once.
+            StoreSettings::SharedData { prefix } => {
+                (HostStore::SharedData(SharedDataStore::new(prefix)), host::HostClock { pause: None })
+            }
         };
         let req = http::Request::from_parts(head, body);
         #[cfg(not(feature = "store-probe"))]
         let future: ResponseFuture = Box::pin(async move {
             let env = scim_edge_core::Env {
                 store: &store,
-                clock: &host::HostClock,
+                clock: &clock,
                 random: &host::HostRandom,
                 config: &settings.scim,
             };
             scim_edge_core::handle(req, &env).await
         });
         #[cfg(feature = "store-probe")]
-        let future: ResponseFuture = Box::pin(async move { probe::serve(req, &store).await });
+        let future: ResponseFuture = {
+            // The probe serves the store alone; it never waits for a list.
+            let _ = clock;
+            Box::pin(async move { probe::serve(req, &store).await })
+        };
         self.phase = Phase::Running(future);
         self.drive()
     }

@@ -14,6 +14,13 @@
 //!   For `etcd`, `cluster` names the Envoy cluster the callouts go to (default `etcd`),
 //!   `authority` is the `Host` they carry (default: the cluster name), `prefix` is put before
 //!   every key (default `scim-edge/`), `timeoutMs` bounds every callout (default 2000).
+//!   `pauseCluster` (default `scim_pause`) is where a request waiting for a list another
+//!   request is changing parks between its reads of etcd: a `GET /scim-edge/pause` callout
+//!   carrying `x-envoy-fault-delay-request: <ms>`, which Envoy's fault filter on that cluster's
+//!   listener answers after the delay (see `envoy/envoy.yaml.tmpl`). A proxy-wasm request has
+//!   no timer of its own; without this its retries would hammer etcd while the holder writes.
+//!   `""` turns it off (retries read again at once); a cluster without the fault filter
+//!   answers at once, which is the same.
 //!
 //! Unknown keys are errors, so a typo cannot silently fall back to a default.
 
@@ -26,6 +33,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_PREFIX: &str = "scim-edge/";
 const DEFAULT_CLUSTER: &str = "etcd";
+const DEFAULT_PAUSE_CLUSTER: &str = "scim_pause";
 const DEFAULT_TIMEOUT_MS: u64 = 2000;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -48,6 +56,8 @@ pub struct EtcdSettings {
     pub authority: String,
     pub prefix: String,
     pub timeout: Duration,
+    /// Where waiters park between retries; `None`: they do not.
+    pub pause_cluster: Option<String>,
 }
 
 /// Why the configuration was rejected; logged by `on_configure`, which then fails the load.
@@ -76,6 +86,7 @@ struct RawStore {
     authority: Option<String>,
     prefix: Option<String>,
     timeout_ms: Option<u64>,
+    pause_cluster: Option<String>,
 }
 
 const STORE_HINT: &str = r#"set "store" to {"type": "etcd", "cluster": "<envoy cluster>"} (durable, shared by every Envoy) or {"type": "shared-data"} (this Envoy process only, lost on restart)"#;
@@ -125,6 +136,12 @@ fn store_settings(raw: RawStore) -> Result<StoreSettings, SettingsError> {
                     "store.authority {authority:?} must be a host[:port] such as 127.0.0.1:2379"
                 )));
             }
+            let pause_cluster = raw.pause_cluster.unwrap_or_else(|| DEFAULT_PAUSE_CLUSTER.to_owned());
+            if pause_cluster.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(SettingsError(format!(
+                    "store.pauseCluster {pause_cluster:?} must name a cluster defined in envoy.yaml, or be \"\" (off)"
+                )));
+            }
             let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
             if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
                 return Err(SettingsError(format!(
@@ -136,6 +153,7 @@ fn store_settings(raw: RawStore) -> Result<StoreSettings, SettingsError> {
                 authority,
                 prefix,
                 timeout: Duration::from_millis(timeout_ms),
+                pause_cluster: Some(pause_cluster).filter(|c| !c.is_empty()),
             })))
         }
         "shared-data" => {
@@ -143,6 +161,7 @@ fn store_settings(raw: RawStore) -> Result<StoreSettings, SettingsError> {
                 ("cluster", raw.cluster.is_some()),
                 ("authority", raw.authority.is_some()),
                 ("timeoutMs", raw.timeout_ms.is_some()),
+                ("pauseCluster", raw.pause_cluster.is_some()),
             ] {
                 if set {
                     return Err(SettingsError(format!(
@@ -161,11 +180,12 @@ impl StoreSettings {
     pub fn describe(&self) -> String {
         match self {
             StoreSettings::Etcd(e) => format!(
-                "etcd via cluster {:?} (authority {}, prefix {:?}, timeout {} ms)",
+                "etcd via cluster {:?} (authority {}, prefix {:?}, timeout {} ms, waiters pause on {})",
                 e.cluster,
                 e.authority,
                 e.prefix,
-                e.timeout.as_millis()
+                e.timeout.as_millis(),
+                e.pause_cluster.as_deref().map_or("nothing".to_owned(), |c| format!("{c:?}")),
             ),
             StoreSettings::SharedData { prefix } => {
                 format!("Envoy shared data (volatile: this process only), prefix {prefix:?}")
@@ -192,8 +212,11 @@ mod tests {
                 authority: "etcd".into(),
                 prefix: "scim-edge/".into(),
                 timeout: Duration::from_millis(2000),
+                pause_cluster: Some("scim_pause".into()),
             }))
         );
+        let off = Settings::from_json(br#"{"store":{"type":"etcd","pauseCluster":""}}"#).unwrap();
+        assert!(matches!(off.store, StoreSettings::Etcd(e) if e.pause_cluster.is_none()));
         assert_eq!(s.scim, Config::default());
     }
 
@@ -215,6 +238,8 @@ mod tests {
         assert!(err(r#"{"store":{"type":"etcd","timeoutMs":0}}"#).contains("store.timeoutMs"));
         assert!(err(r#"{"store":{"type":"etcd","clustr":"x"}}"#).contains("clustr"));
         assert!(err(r#"{"store":{"type":"shared-data","cluster":"x"}}"#).contains("store.cluster"));
+        assert!(err(r#"{"store":{"type":"shared-data","pauseCluster":"x"}}"#).contains("store.pauseCluster"));
+        assert!(err(r#"{"store":{"type":"etcd","pauseCluster":"a b"}}"#).contains("store.pauseCluster"));
         assert!(err(r#"{"scim":{"adminTokenSha256":"xyz"},"store":{"type":"etcd"}}"#).contains("64 hex"));
         assert!(err(r#"{"scim":[],"store":{"type":"etcd"}}"#).contains("\"scim\" must be"));
         assert!(err("not json").contains("invalid scim-edge plugin configuration"));

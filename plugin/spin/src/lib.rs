@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderValue, Uri};
-use scim_edge_core::{Clock, Config, Env, Random, RandomError, ScimError};
+use scim_edge_core::{Clock, Config, Env, Pause, Random, RandomError, ScimError};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::FullBody;
 
@@ -127,9 +127,9 @@ impl Clock for SystemClock {
     /// subscribe + block) holds up nobody else — unlike spinning on the key-value store, which
     /// competes with the lease's holder. 0.25 ms, growing to 2 ms: short, so a waiter that
     /// sleeps is not overtaken for long by one that just arrived.
-    fn pause(&self, attempt: u32) {
+    fn pause(&self, attempt: u32) -> Pause<'_> {
         let micros = 250u64 << attempt.min(3);
-        std::thread::sleep(std::time::Duration::from_micros(micros));
+        Box::pin(async move { std::thread::sleep(std::time::Duration::from_micros(micros)) })
     }
 }
 
