@@ -446,25 +446,37 @@ fi
 
 if want scale; then
   for store in $SCALE_STORES; do
+    # The two tenants side by side, each in its own Envoy (and etcd) with a fresh store. The
+    # load tool seeds both, then runs every phase against the small one and at once against
+    # the large one (--pair-*): drift on this shared machine hits both halves alike, where
+    # measuring one tenant after the other put minutes between them.
+    declare -A S_PID S_ETCD S_ADMIN S_URL S_TOKEN S_RSS
     for size in small large; do
-      if [[ $size == small ]]; then seed=$SCALE_SMALL group=$SCALE_SMALL_GROUP; else seed=$SCALE_LARGE group=$SCALE_LARGE_GROUP; fi
       name="scale-$store-$size"
-      say "scale: $name (Envoy + $store, tenant of $seed users, group of $group members)"
       etcd_port=1
-      if [[ $store == etcd ]]; then start_etcd "$name"; etcd_port="$ETCD_PORT"; fi
+      if [[ $store == etcd ]]; then start_etcd "$name"; etcd_port="$ETCD_PORT"; S_ETCD[$size]="$ETCD_PID"; fi
       render_scim_envoy "$store" "$etcd_port" "$name"
       start_envoy "$name"
       connect_envoy "$name"
-      rss_before="$(rss_kib "$ENVOY_PID")"
-      load "$name" --url "$SCIM_URL" --token "$SCIM_TOKEN" --users "$SCALE_USERS" --seed "$seed" \
-        --group-members "$group" --phases scale --prefix scale || fatal_on_error "$name"
+      S_PID[$size]="$ENVOY_PID"; S_ADMIN[$size]="$ADMIN"; S_URL[$size]="$SCIM_URL"; S_TOKEN[$size]="$SCIM_TOKEN"
+      S_RSS[$size]="$(rss_kib "$ENVOY_PID")"
+    done
+    say "scale: Envoy + $store, a tenant of $SCALE_SMALL users (group of $SCALE_SMALL_GROUP) beside one of $SCALE_LARGE (group of $SCALE_LARGE_GROUP)"
+    load "scale-$store-small" --url "${S_URL[small]}" --token "${S_TOKEN[small]}" --users "$SCALE_USERS" \
+      --seed "$SCALE_SMALL" --group-members "$SCALE_SMALL_GROUP" \
+      --pair-url "${S_URL[large]}" --pair-token "${S_TOKEN[large]}" --pair-seed "$SCALE_LARGE" \
+      --pair-group-members "$SCALE_LARGE_GROUP" --pair-json "$OUT/scale-$store-large.json" \
+      --phases scale --prefix scale || fatal_on_error "scale-$store"
+    for size in small large; do
+      name="scale-$store-$size"
+      ENVOY_PID="${S_PID[$size]}"; ADMIN="${S_ADMIN[$size]}"
       etcd_rss=0
-      [[ $store == etcd ]] && etcd_rss="$(rss_kib "$ETCD_PID")"
+      [[ $store == etcd ]] && etcd_rss="$(rss_kib "${S_ETCD[$size]}")"
       printf '{"envoy_rss_kib_before": %s, "envoy_rss_kib_after": %s, "envoy_hwm_kib": %s, "etcd_rss_kib_after": %s}\n' \
-        "$rss_before" "$(rss_kib "$ENVOY_PID")" "$(hwm_kib "$ENVOY_PID")" "$etcd_rss" >"$OUT/$name.memory.json"
+        "${S_RSS[$size]}" "$(rss_kib "$ENVOY_PID")" "$(hwm_kib "$ENVOY_PID")" "$etcd_rss" >"$OUT/$name.memory.json"
       curl -s "http://127.0.0.1:$ADMIN/memory" >"$OUT/$name.envoy-memory.json" 2>/dev/null || true
       stop_envoy "$name"
-      [[ $store == etcd ]] && stop "$ETCD_PID"
+      [[ $store == etcd ]] && stop "${S_ETCD[$size]}"
     done
   done
 fi

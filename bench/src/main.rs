@@ -59,6 +59,12 @@ USAGE: scim-edge-load --url http://HOST:PORT/SCIM/BASE [options]
   --label TEXT         names the target in the output
   --json PATH          also write the results as JSON
   --quiet              no progress lines on stderr
+
+  A second tenant measured in step with the first (the scale check: a small and a large
+  tenant side by side). It is seeded after the first; then each phase runs against the first
+  and at once against the second, so that drift on a shared machine hits both alike:
+  --pair-url URL, --pair-token TOKEN, --pair-seed N, --pair-group-members N, --pair-json PATH
+  (its page starts at pair-seed - 999, like --page-start's default)
 ";
 
 struct Args {
@@ -80,6 +86,17 @@ struct Args {
     label: String,
     json: Option<PathBuf>,
     quiet: bool,
+    pair: Option<Pair>,
+}
+
+/// The second tenant of `--pair-*`.
+#[derive(Default)]
+struct Pair {
+    url: String,
+    token: Option<String>,
+    seed: usize,
+    group_members: usize,
+    json: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -103,6 +120,7 @@ fn parse_args() -> anyhow::Result<Args> {
         label: String::new(),
         json: None,
         quiet: false,
+        pair: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -129,6 +147,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--label" => a.label = value()?,
             "--json" => a.json = Some(PathBuf::from(value()?)),
             "--quiet" => a.quiet = true,
+            "--pair-url" => a.pair.get_or_insert_default().url = value()?,
+            "--pair-token" => a.pair.get_or_insert_default().token = Some(value()?),
+            "--pair-seed" => a.pair.get_or_insert_default().seed = num(value()?)?,
+            "--pair-group-members" => a.pair.get_or_insert_default().group_members = num(value()?)?,
+            "--pair-json" => a.pair.get_or_insert_default().json = Some(PathBuf::from(value()?)),
             "-h" | "--help" => {
                 print!("{HELP}");
                 std::process::exit(0);
@@ -148,6 +171,14 @@ fn parse_args() -> anyhow::Result<Args> {
             a.group_members,
             a.seed
         );
+    }
+    if let Some(p) = &a.pair {
+        if p.url.is_empty() {
+            bail!("--pair-url is required with the other --pair-* options");
+        }
+        if p.group_members > p.seed {
+            bail!("--pair-group-members cannot exceed --pair-seed: members are seeded users");
+        }
     }
     if a.prefix.is_empty() || !a.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         bail!("--prefix must be non-empty ASCII letters, digits, '-' or '_'");
@@ -182,106 +213,204 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs everything; returns the number of failed operations.
-async fn run(args: Args) -> anyhow::Result<u64> {
-    let target = Arc::new(Target::new(&args.url, args.token.as_deref(), args.timeout).await?);
-    let page_start = args.page_start.unwrap_or(if args.seed >= 1000 { args.seed - 999 } else { 1 });
-    let floor_only = args.phases.iter().all(|p| *p == Phase::Floor);
-    let workload = Arc::new(Workload::new(
-        args.prefix.clone(),
-        args.dialect,
-        args.users,
-        args.seed,
-        args.group_members,
-        page_start,
-        floor_only,
-    ));
-    let reads = args.reads.unwrap_or(args.users);
-    let mut conns: Vec<Conn> = (0..args.concurrency).map(|_| Conn::new(target.clone())).collect();
+/// One tenant under load: its workload, its connections and what it measured.
+struct Side {
+    label: String,
+    url: String,
+    seed: usize,
+    group_members: usize,
+    page_start: usize,
+    json: Option<PathBuf>,
+    target: Arc<Target>,
+    workload: Arc<Workload>,
+    conns: Vec<Conn>,
+    results: Vec<PhaseResult>,
+    samples: Vec<String>,
+}
 
-    let label = if args.label.is_empty() { String::new() } else { format!("[{}] ", args.label) };
-    println!(
-        "{label}{} concurrency={} threads={} users={} reads={reads} seed={} group-members={} prefix={} dialect={:?}",
-        args.url,
-        args.concurrency,
-        args.threads,
-        args.users,
-        args.seed,
-        args.group_members,
-        args.prefix,
-        args.dialect
-    );
+impl Side {
+    #[allow(clippy::too_many_arguments)]
+    async fn new(
+        args: &Args,
+        label: String,
+        url: &str,
+        token: Option<&str>,
+        seed: usize,
+        group_members: usize,
+        page_start: Option<usize>,
+        json: Option<PathBuf>,
+    ) -> anyhow::Result<Side> {
+        let target = Arc::new(Target::new(url, token, args.timeout).await?);
+        let page_start = page_start.unwrap_or(if seed >= 1000 { seed - 999 } else { 1 });
+        let floor_only = args.phases.iter().all(|p| *p == Phase::Floor);
+        let workload = Arc::new(Workload::new(
+            args.prefix.clone(),
+            args.dialect,
+            args.users,
+            seed,
+            group_members,
+            page_start,
+            floor_only,
+        ));
+        let conns = (0..args.concurrency).map(|_| Conn::new(target.clone())).collect();
+        let (results, samples) = (Vec::new(), Vec::new());
+        Ok(Side {
+            label,
+            url: url.to_owned(),
+            seed,
+            group_members,
+            page_start,
+            json,
+            target,
+            workload,
+            conns,
+            results,
+            samples,
+        })
+    }
 
-    let mut samples = Vec::new();
-    let mut results = Vec::new();
-    let mut phase_run = async |phase: Phase, conns: &mut Vec<Conn>| -> anyhow::Result<PhaseResult> {
-        let ops = workload.ops(phase, reads, args.warmup);
-        let (mut back, result, errs) =
-            run_phase(workload.clone(), phase, ops, std::mem::take(conns), args.max_errors, args.quiet)
-                .await?;
+    /// Runs `phase`; `keep` adds its result to the report.
+    async fn phase(&mut self, args: &Args, phase: Phase, keep: bool) -> anyhow::Result<PhaseResult> {
+        let reads = args.reads.unwrap_or(args.users);
+        let ops = self.workload.ops(phase, reads, args.warmup);
+        let (mut back, result, errs) = run_phase(
+            self.workload.clone(),
+            phase,
+            ops,
+            std::mem::take(&mut self.conns),
+            args.max_errors,
+            args.quiet,
+        )
+        .await?;
         // A worker that died took its connection along.
         while back.len() < args.concurrency {
-            back.push(Conn::new(target.clone()));
+            back.push(Conn::new(self.target.clone()));
         }
-        *conns = back;
-        samples.extend(errs);
+        self.conns = back;
+        self.samples.extend(errs);
+        if keep {
+            self.results.push(result.clone());
+        }
         Ok(result)
-    };
+    }
 
-    if args.warmup > 0 {
-        let warm = phase_run(Phase::Warmup, &mut conns).await?;
-        if warm.errors > 0 {
-            eprintln!("warm-up: {} of {} requests failed", warm.errors, warm.ops);
+    /// Warm-up, the group and the seeded users: everything before the measured phases.
+    async fn setup(&mut self, args: &Args) -> anyhow::Result<()> {
+        if args.warmup > 0 {
+            let warm = self.phase(args, Phase::Warmup, false).await?;
+            if warm.errors > 0 {
+                eprintln!("warm-up: {} of {} requests failed", warm.errors, warm.ops);
+            }
         }
-    }
-    if args.group_members > 0 || args.phases.iter().any(|p| p.needs_group()) {
-        let conn = conns.first_mut().context("no connection")?;
-        workload.create_group(conn).await.context("creating the group (setup)")?;
-    }
-    if args.seed > 0 {
-        results.push(phase_run(Phase::Seed, &mut conns).await?);
-        if args.group_members > 0 {
-            results.push(phase_run(Phase::SeedMembers, &mut conns).await?);
+        if self.group_members > 0 || args.phases.iter().any(|p| p.needs_group()) {
+            let conn = self.conns.first_mut().context("no connection")?;
+            self.workload.create_group(conn).await.context("creating the group (setup)")?;
         }
+        if self.seed > 0 {
+            self.phase(args, Phase::Seed, true).await?;
+            if self.group_members > 0 {
+                self.phase(args, Phase::SeedMembers, true).await?;
+            }
+        }
+        Ok(())
     }
+
+    /// Prints the table and writes the JSON; returns the failed operations.
+    fn report(&self, args: &Args) -> anyhow::Result<u64> {
+        let reads = args.reads.unwrap_or(args.users);
+        let label = if self.label.is_empty() { String::new() } else { format!("[{}] ", self.label) };
+        println!(
+            "{label}{} concurrency={} threads={} users={} reads={reads} seed={} group-members={} prefix={} dialect={:?}",
+            self.url,
+            args.concurrency,
+            args.threads,
+            args.users,
+            self.seed,
+            self.group_members,
+            args.prefix,
+            args.dialect
+        );
+        let lifecycle: Vec<&PhaseResult> =
+            self.results.iter().filter(|r| Phase::LIFECYCLE.contains(&r.phase)).collect();
+        let summary = if lifecycle.len() > 1 { Some(Summary::of(lifecycle)?) } else { None };
+        print!("{}", report::table(&self.results, summary.as_ref()));
+        let connects: u64 = self.conns.iter().map(|c| c.connects).sum();
+        let errors: u64 = self.results.iter().map(|r| r.errors).sum();
+        if connects > args.concurrency as u64 * 2 {
+            println!("({connects} connections opened: the server closes connections)");
+        }
+        for s in &self.samples {
+            eprintln!("error: {s}");
+        }
+        if let Some(path) = &self.json {
+            let doc = json!({
+                "label": self.label,
+                "url": self.url,
+                "concurrency": args.concurrency,
+                "threads": args.threads,
+                "users": args.users,
+                "reads": reads,
+                "seed": self.seed,
+                "group_members": self.group_members,
+                "page_start": self.page_start,
+                "prefix": args.prefix,
+                "dialect": format!("{:?}", args.dialect).to_lowercase(),
+                "phases": self.results.iter().map(PhaseResult::to_json).collect::<Vec<_>>(),
+                "lifecycle": summary.as_ref().map(Summary::to_json),
+                "errors": errors,
+                "connections": connects,
+                "error_samples": self.samples,
+            });
+            std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(errors)
+    }
+}
+
+/// Runs everything; returns the number of failed operations.
+async fn run(args: Args) -> anyhow::Result<u64> {
+    let mut sides = vec![
+        Side::new(
+            &args,
+            args.label.clone(),
+            &args.url,
+            args.token.as_deref(),
+            args.seed,
+            args.group_members,
+            args.page_start,
+            args.json.clone(),
+        )
+        .await?,
+    ];
+    if let Some(p) = &args.pair {
+        let label = if args.label.is_empty() { "pair".to_owned() } else { format!("{} pair", args.label) };
+        sides.push(
+            Side::new(
+                &args,
+                label,
+                &p.url,
+                p.token.as_deref(),
+                p.seed,
+                p.group_members,
+                None,
+                p.json.clone(),
+            )
+            .await?,
+        );
+    }
+    for side in &mut sides {
+        side.setup(&args).await?;
+    }
+    // Phase by phase, each tenant in turn.
     for phase in &args.phases {
-        results.push(phase_run(*phase, &mut conns).await?);
+        for side in &mut sides {
+            side.phase(&args, *phase, true).await?;
+        }
     }
-
-    let lifecycle: Vec<&PhaseResult> =
-        results.iter().filter(|r| Phase::LIFECYCLE.contains(&r.phase)).collect();
-    let summary = if lifecycle.len() > 1 { Some(Summary::of(lifecycle)?) } else { None };
-    print!("{}", report::table(&results, summary.as_ref()));
-    let connects: u64 = conns.iter().map(|c| c.connects).sum();
-    let errors: u64 = results.iter().map(|r| r.errors).sum();
-    if connects > args.concurrency as u64 * 2 {
-        println!("({connects} connections opened: the server closes connections)");
-    }
-    for s in &samples {
-        eprintln!("error: {s}");
-    }
-
-    if let Some(path) = &args.json {
-        let doc = json!({
-            "label": args.label,
-            "url": args.url,
-            "concurrency": args.concurrency,
-            "threads": args.threads,
-            "users": args.users,
-            "reads": reads,
-            "seed": args.seed,
-            "group_members": args.group_members,
-            "page_start": page_start,
-            "prefix": args.prefix,
-            "dialect": format!("{:?}", args.dialect).to_lowercase(),
-            "phases": results.iter().map(PhaseResult::to_json).collect::<Vec<_>>(),
-            "lifecycle": summary.as_ref().map(Summary::to_json),
-            "errors": errors,
-            "connections": connects,
-            "error_samples": samples,
-        });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    let mut errors = 0;
+    for side in &sides {
+        errors += side.report(&args)?;
     }
     Ok(errors)
 }

@@ -13,6 +13,7 @@ pub fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
 }
 
+#[derive(Clone)]
 pub struct PhaseResult {
     pub phase: Phase,
     pub ops: u64,
