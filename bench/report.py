@@ -226,6 +226,16 @@ def main():
             w(f"| {ph} | " + " | ".join(cells) + " |")
         w("")
 
+    fixed = wrk(os.path.join(d, "envoy-shared.401.wrk.txt"))
+    floor_wrk = data["envoy-floor"]["wrk"]
+    if fixed and floor_wrk:
+        w(f"The filter's fixed cost (wrk, the same request with a wrong token: 401 after the configuration, "
+          f"routing, one shared-data read, the token's hash and an error body): {num(fixed['rps'])} req/s, "
+          f"{fmt_ratio(ratio(fixed['rps'], floor_wrk['rps']))} the floor; "
+          f"{num(fixed.get('server_cpu_us'))} µs of Envoy CPU per request "
+          f"({fmt_ratio(ratio(fixed.get('server_cpu_us'), floor_wrk.get('server_cpu_us')))} the floor's).")
+        w("")
+
     # ---- scale ----
     scale_rows = []
     for store in p.get("scale_stores", []):
