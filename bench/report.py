@@ -290,7 +290,7 @@ def main():
         w("|---|---|---:|---:|---:|---:|")
         for r in inproc["results"]:
             alloc = r.get("allocator", "on-demand")
-            alloc = {"on-demand": "on-demand (SpinHost, tests, dev host)", "pooling": "pooling (`spin up`'s default)"}.get(alloc, alloc)
+            alloc = {"on-demand": "on-demand (SpinHost's default, the tests)", "pooling": "pooling (`spin up`'s default, the dev host)"}.get(alloc, alloc)
             w(f"| {alloc} | {r['request']} | {r['p50_us']:.0f} | {r['p90_us']:.0f} | {r['p99_us']:.0f} | {r['mean_us']:.0f} |")
         w("")
 
@@ -340,7 +340,8 @@ def main():
             fl = next((x for x in inproc["results"] if x["request"].startswith("no-op")
                        and x.get("allocator", "on-demand") == alloc), None)
             extra = f"; the no-op component: {num(fl['p50_us'])} µs" if fl else ""
-            target(f"Spin component: instantiate + handle a lookup ≤ 200 µs p50 in-process ({alloc} allocator)",
+            how = {"pooling": "pooling allocator, as `spin up`", "on-demand": "on-demand allocator, the tests'"}[alloc]
+            target(f"Spin component: instantiate + handle a lookup ≤ 200 µs p50 in-process ({how})",
                    f"{num(val)} µs p50 (host `{p.get('host_profile')}`){extra}", val <= 200,
                    f"by {num(val - 200)} µs")
     for k, limit, label in [("envoy_filter", 400, "Envoy filter ≤ 400 KiB"), ("spin_component", 600, "Spin component ≤ 600 KiB")]:

@@ -2,8 +2,8 @@
 //! component in a fresh store (what Spin does for every request) and calls its `wasi:http`
 //! handler. Measured per request, instantiate + handle, over Spin's key-value semantics in
 //! memory (`kv::MemKv`), so the number is the component's and the host's, not SQLite's; with
-//! the host's on-demand instance allocator (what the tests and `scim-edge-dev` use) and with
-//! the pooling allocator (what `spin up` uses). `SCIM_EDGE_NOOP_COMPONENT` (a `.wasm` that
+//! the host's on-demand instance allocator (what the tests use) and with the pooling allocator
+//! (what `spin up` and `scim-edge-dev` use). `SCIM_EDGE_NOOP_COMPONENT` (a `.wasm` that
 //! answers 200 to anything, `bench/noop-component`) adds the host's floor: the same
 //! instantiate + handle of a component that does nothing.
 //!

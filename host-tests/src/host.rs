@@ -47,8 +47,9 @@ impl SpinComponent {
 
     /// [`SpinComponent::from_file`] with wasmtime's pooling instance allocator, which `spin up`
     /// uses by default (`spin-core`'s `Config`): instances reuse pre-mapped memory slots instead
-    /// of an `mmap`/`munmap` per request. For measurements (`benches/spin_inprocess.rs`); the
-    /// tests keep the on-demand allocator, which reserves no address space up front.
+    /// of an `mmap`/`munmap` per request. The dev host (`scim-edge-dev`) and the in-process
+    /// bench use it; the tests keep the on-demand allocator, which reserves no address space up
+    /// front (many test threads each build their own host).
     pub fn from_file_pooling(wasm: &Path) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(

@@ -205,7 +205,9 @@ async fn main() -> anyhow::Result<()> {
     let kv = SqliteKv::open(&dir.join("sqlite_key_value.db"))?;
 
     let started = Instant::now();
-    let component = SpinComponent::from_file(&args.component)?;
+    // Pooling, as `spin up` allocates instances: one pre-mapped slot per concurrent request
+    // instead of an mmap/munmap per request (~30 µs less per request in-process).
+    let component = SpinComponent::from_file_pooling(&args.component)?;
     eprintln!("compiled {} in {} ms", args.component.display(), started.elapsed().as_millis());
     let variables = Variables::scim_edge()
         .with("admin_token_sha256", sha256_hex(&token))
