@@ -133,7 +133,7 @@ impl ScimError {
         if let (Some(t), Some(obj)) = (self.scim_type, body.as_object_mut()) {
             obj.insert("scimType".into(), t.as_str().into());
         }
-        let mut res = http::Response::new(Bytes::from(body.to_string()));
+        let mut res = http::Response::new(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()));
         *res.status_mut() = self.status;
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
