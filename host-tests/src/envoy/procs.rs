@@ -299,6 +299,14 @@ impl Envoy {
             .collect()
     }
 
+    /// The value of one of Envoy's counters (`/stats`), if Envoy has it.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        let admin = SocketAddr::from(([127, 0, 0, 1], self.ports.admin));
+        let res = get(admin, &format!("/stats?filter=^{name}$")).expect("Envoy admin /stats");
+        let text = String::from_utf8_lossy(res.body()).into_owned();
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
+    }
+
     /// Lines of the log (over every run of this Envoy) that show a wasm panic or a critical
     /// error.
     pub fn bad_log_lines(&self) -> Vec<String> {
