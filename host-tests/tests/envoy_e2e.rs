@@ -556,15 +556,6 @@ fn the_rate_limit_holds_across_envoy_workers_on_etcd() {
         per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
         "both workers served: {per_worker:?}"
     );
-    // Requests that found a list taken waited on the pause cluster (store.pauseCluster), each
-    // pause delayed by the sink's fault filter and then answered, instead of re-reading etcd.
-    let delayed = e.counter("http.scim_sink.fault.delays_injected");
-    let answered = e.counter("cluster.scim_pause.upstream_rq_204");
-    println!("envoy: {delayed:?} pauses delayed, {answered:?} answered");
-    assert!(
-        delayed.is_some_and(|n| n > 0) && delayed == answered,
-        "{delayed:?} delayed, {answered:?} answered"
-    );
     let rate_key = format!("{PREFIX}{}", scim_edge_core::keys::rate("limited"));
     assert!(stack.etcd().get(&rate_key).is_some(), "the bucket is in etcd at {rate_key}");
 
