@@ -153,10 +153,7 @@ impl EtcdStore {
     /// success branch is that same request. Returns the revision after the write.
     async fn write(&self, key: &str, cond: Condition, op: Write<'_>) -> Result<Version, StoreError> {
         let wire_key = self.wire_key(key);
-        let req = match op {
-            Write::Put(value) => json!({"key": wire_key, "value": BASE64.encode(value)}),
-            Write::Delete => json!({"key": wire_key}),
-        };
+        let req = op.request(&wire_key);
         let res: WriteResponse = match compare(&wire_key, cond) {
             None => self.call(op.path(), &req).await?,
             Some(cmp) => {
@@ -182,6 +179,13 @@ enum Write<'a> {
 }
 
 impl Write<'_> {
+    /// The `put` / `deleterange` request body for an (encoded) key.
+    fn request(self, wire_key: &str) -> Value {
+        match self {
+            Write::Put(value) => json!({"key": wire_key, "value": BASE64.encode(value)}),
+            Write::Delete => json!({"key": wire_key}),
+        }
+    }
     fn path(self) -> &'static str {
         match self {
             Write::Put(_) => "/v3/kv/put",
@@ -255,11 +259,7 @@ impl EtcdStore {
                 None => Write::Delete,
             };
             compares.extend(compare(&wire_key, c.cond));
-            let req = match op {
-                Write::Put(value) => json!({"key": wire_key, "value": BASE64.encode(value)}),
-                Write::Delete => json!({"key": wire_key}),
-            };
-            success.push(json!({ op.txn_request(): req }));
+            success.push(json!({ op.txn_request(): op.request(&wire_key) }));
         }
         Ok(json!({"compare": compares, "success": success}))
     }
