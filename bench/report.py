@@ -21,6 +21,7 @@ KIB = 1024
 TARGETS = [
     # key, label, floor key (None for a floor itself / the peer)
     ("envoy-floor", "Envoy 1.40 floor: `direct_response`, no wasm", None),
+    ("envoy-noop", "Envoy + no-op wasm filter (answers from its headers callback)", "envoy-floor"),
     ("envoy-shared", "Envoy + scim-edge filter, shared-data store", "envoy-floor"),
     ("envoy-etcd", "Envoy + scim-edge filter, etcd store", "envoy-floor"),
     ("spin-floor", "wasmtime host floor: no-op spin-sdk 6 component", None),
@@ -300,7 +301,8 @@ def main():
         w("| release artefact | bytes | KiB | gzip -9 KiB |")
         w("|---|---:|---:|---:|")
         for k, label in [("envoy_filter", "Envoy filter"), ("spin_component", "Spin component"),
-                         ("noop_component", "no-op Spin component (floor)")]:
+                         ("noop_component", "no-op Spin component (floor)"),
+                         ("noop_filter", "no-op Envoy filter (floor)")]:
             s = sizes.get(k)
             if s:
                 w(f"| {label} (`{s['path']}`) | {s['bytes']:,} | {s['bytes'] / KIB:.1f} | {s['gzip9'] / KIB:.1f} |")

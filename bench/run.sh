@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark command (see BENCHMARKS.md). In one run on one machine, side by side:
-#   floors   Envoy 1.40 with a direct_response route and no wasm; the wasmtime dev host
-#            (scim-edge-dev) serving a no-op spin-sdk 6 component;
+#   floors   Envoy 1.40 with a direct_response route and no wasm, and the same Envoy
+#            configuration as scim-edge's with a no-op wasm filter (bench/noop-filter); the
+#            wasmtime dev host (scim-edge-dev) serving a no-op spin-sdk 6 component;
 #   scim-edge  in Envoy with the shared-data store; in Envoy with etcd 3.5; the Spin component
 #            on the wasmtime dev host (Spin's SQLite key-value table);
 #   peer     PyPI scim2-server (its `scim2-server` command: in-memory, stdlib threaded WSGI);
@@ -18,7 +19,7 @@
 #                                the builds (~10 min with them, after `make test`)
 #   options: --out DIR (default target/bench-results/<time>), --update-benchmarks-md (writes the
 #            table into BENCHMARKS.md), --host-profile dev|bench-host, --only t1,t2 (targets:
-#            envoy-floor envoy-shared envoy-etcd spin-floor spin peer inprocess micro scale;
+#            envoy-floor envoy-noop envoy-shared envoy-etcd spin-floor spin peer inprocess micro scale;
 #            micro runs in --short only: the criterion benches in test mode)
 #   counts: BENCH_USERS BENCH_READS BENCH_CONCURRENCY BENCH_WRK_SECS BENCH_SCALE_SMALL
 #           BENCH_SCALE_LARGE BENCH_SCALE_SMALL_GROUP BENCH_SCALE_LARGE_GROUP BENCH_SCALE_USERS
@@ -174,6 +175,7 @@ WASM_TD="${BENCH_WASM_TARGET_DIR:-$ROOT/target/wasm}"
 timed envoy-filter cargo build --release -p scim-edge-envoy --target wasm32-wasip1 --target-dir "$WASM_TD"
 timed spin-component cargo build --release -p scim-edge-spin --target wasm32-wasip2 --target-dir "$WASM_TD"
 timed noop-component cargo build --release -p scim-edge-bench-noop --target wasm32-wasip2 --target-dir "$WASM_TD"
+timed noop-filter cargo build --release -p scim-edge-bench-noop-filter --target wasm32-wasip1 --target-dir "$WASM_TD"
 timed load-tool cargo build --profile bench-host -p scim-edge-bench --bin scim-edge-load
 say "building the wasmtime dev host (profile $HOST_PROFILE; a cold bench-host build takes ~7-15 min)"
 timed dev-host cargo build --profile "$HOST_PROFILE" -p scim-edge-host-tests --bin scim-edge-dev
@@ -182,18 +184,19 @@ PROFILE_DIR="$HOST_PROFILE"
 ENVOY_WASM="$WASM_TD/wasm32-wasip1/release/scim_edge_envoy.wasm"
 SPIN_WASM="$WASM_TD/wasm32-wasip2/release/scim_edge_spin.wasm"
 NOOP_WASM="$WASM_TD/wasm32-wasip2/release/scim_edge_bench_noop.wasm"
+NOOP_FILTER_WASM="$WASM_TD/wasm32-wasip1/release/scim_edge_bench_noop_filter.wasm"
 LOAD="$TD/bench-host/scim-edge-load"
 DEV="$TD/$PROFILE_DIR/scim-edge-dev"
-for f in "$ENVOY_WASM" "$SPIN_WASM" "$NOOP_WASM" "$LOAD" "$DEV"; do [[ -f $f ]] || die "missing $f after the build"; done
+for f in "$ENVOY_WASM" "$SPIN_WASM" "$NOOP_WASM" "$NOOP_FILTER_WASM" "$LOAD" "$DEV"; do [[ -f $f ]] || die "missing $f after the build"; done
 # As shipped (envoy/run.sh) and tested (host-tests): through wasm-opt when binaryen is installed.
-for f in "$ENVOY_WASM" "$SPIN_WASM" "$NOOP_WASM"; do "$ROOT/scripts/wasm-opt.sh" "$f" 2>>"$BUILD_LOG"; done
+for f in "$ENVOY_WASM" "$SPIN_WASM" "$NOOP_WASM" "$NOOP_FILTER_WASM"; do "$ROOT/scripts/wasm-opt.sh" "$f" 2>>"$BUILD_LOG"; done
 
 # ---- the machine and the artefacts ------------------------------------------------------------
 ADMIN_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
 ADMIN_SHA="$(printf %s "$ADMIN_TOKEN" | "$PY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 (umask 077 && printf %s "$ADMIN_TOKEN" >"$OUT/admin-token")
 export BENCH_META_MODE="$MODE" BENCH_META_COMMAND="$COMMAND" BENCH_META_ROOT="$ROOT" BENCH_META_OUT="$OUT" \
-  ENVOY_WASM SPIN_WASM NOOP_WASM ENVOY_BIN ETCD_BIN HAVE_WRK SCIM2_SERVER_VERSION USERS READS PEER_READS CONC \
+  ENVOY_WASM SPIN_WASM NOOP_WASM NOOP_FILTER_WASM ENVOY_BIN ETCD_BIN HAVE_WRK SCIM2_SERVER_VERSION USERS READS PEER_READS CONC \
   WRK_SECS SCALE_SMALL SCALE_SMALL_GROUP SCALE_LARGE SCALE_LARGE_GROUP SCALE_USERS SCALE_STORES INPROC_ITERS \
   HOST_PROFILE
 "$PY" - <<'PY'
@@ -212,7 +215,8 @@ mem_kib = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith
 import re
 envoy_version = re.search(r"version: [0-9a-f]+/([0-9.]+)/", sh(e["ENVOY_BIN"], "--version"))
 sizes = {}
-for name, var in [("envoy_filter", "ENVOY_WASM"), ("spin_component", "SPIN_WASM"), ("noop_component", "NOOP_WASM")]:
+for name, var in [("envoy_filter", "ENVOY_WASM"), ("spin_component", "SPIN_WASM"), ("noop_component", "NOOP_WASM"),
+                  ("noop_filter", "NOOP_FILTER_WASM")]:
     raw = open(e[var], "rb").read()
     sizes[name] = {"path": os.path.relpath(e[var], e["BENCH_META_ROOT"]), "bytes": len(raw),
                    "gzip9": len(gzip.compress(raw, 9))}
@@ -284,7 +288,7 @@ SERVER_PIDS=""
 STORE_PIDS=""
 FILTER_Q='/Users?filter=userName%20eq%20%22hot-u0%40bench.example%22'
 
-render_scim_envoy() { # store(shared|etcd) etcd_port -> sets LISTEN ADMIN, writes $OUT/envoy-$1.yaml
+render_scim_envoy() { # store(shared|etcd) etcd_port name [wasm] -> sets LISTEN ADMIN, writes $OUT/name.envoy.yaml
   LISTEN="$(free_port)"; ADMIN="$(free_port)"
   local sink demo config
   sink="$(free_port)"; demo="$(free_port)"
@@ -295,7 +299,7 @@ render_scim_envoy() { # store(shared|etcd) etcd_port -> sets LISTEN ADMIN, write
   fi
   sed -e "s|@LISTEN_PORT@|$LISTEN|g" -e "s|@SINK_PORT@|$sink|g" -e "s|@DEMO_UPSTREAM_PORT@|$demo|g" \
     -e "s|@UPSTREAM_PORT@|$demo|g" -e "s|@ADMIN_PORT@|$ADMIN|g" -e "s|@ETCD_PORT@|$2|g" \
-    -e "s|@WASM_PATH@|$ENVOY_WASM|g" -e "s|@PLUGIN_CONFIG@|$config|g" \
+    -e "s|@WASM_PATH@|${4:-$ENVOY_WASM}|g" -e "s|@PLUGIN_CONFIG@|$config|g" \
     "$ROOT/envoy/envoy.yaml.tmpl" >"$OUT/$3.envoy.yaml"
 }
 start_envoy() { # name (config in $OUT/name.envoy.yaml; ports in LISTEN ADMIN) -> ENVOY_PID
@@ -374,6 +378,16 @@ if want envoy-floor; then
   SERVER_PIDS="$ENVOY_PID" STORE_PIDS=""
   floor_target envoy-floor "http://127.0.0.1:$LISTEN/scim/v2/floor"
   stop_envoy envoy-floor
+fi
+
+if want envoy-noop; then
+  say "target: envoy-noop (Envoy + a no-op wasm filter: the proxy-wasm floor)"
+  # scim-edge's Envoy configuration as shipped, with bench/noop-filter in the filter's place.
+  render_scim_envoy shared 1 envoy-noop "$NOOP_FILTER_WASM"
+  start_envoy envoy-noop
+  SERVER_PIDS="$ENVOY_PID" STORE_PIDS=""
+  floor_target envoy-noop "http://127.0.0.1:$LISTEN/scim/v2/floor"
+  stop_envoy envoy-noop
 fi
 
 if want envoy-shared; then

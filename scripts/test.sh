@@ -22,7 +22,7 @@ step "format and lints"
 cargo fmt --all --check
 cargo clippy --quiet -p scim-edge-core --all-targets -- -D warnings
 cargo clippy --quiet -p scim-edge-spin --target wasm32-wasip2 -- -D warnings
-cargo clippy --quiet -p scim-edge-envoy --target wasm32-wasip1 -- -D warnings
+cargo clippy --quiet -p scim-edge-envoy -p scim-edge-bench-noop-filter --target wasm32-wasip1 -- -D warnings
 cargo clippy --quiet -p scim-edge-host-tests --all-targets -- -D warnings
 
 step "tests: core, Spin component in wasmtime, Envoy filter in a real Envoy with etcd"
