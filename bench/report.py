@@ -236,6 +236,14 @@ def main():
           f"{num(fixed.get('server_cpu_us'))} µs of Envoy CPU per request "
           f"({fmt_ratio(ratio(fixed.get('server_cpu_us'), floor_wrk.get('server_cpu_us')))} the floor's).")
         w("")
+    absent = wrk(os.path.join(d, "envoy-shared.absent.wrk.txt"))
+    if absent and floor_wrk:
+        w(f"A lookup of a `userName` nobody has (wrk; what Entra sends before every create, and on Test "
+          f"Connection; the floor's `direct_response` answers with this very body): {num(absent['rps'])} "
+          f"req/s, {fmt_ratio(ratio(absent['rps'], floor_wrk['rps']))} the floor; "
+          f"{num(absent.get('server_cpu_us'))} µs of Envoy CPU per request "
+          f"({fmt_ratio(ratio(absent.get('server_cpu_us'), floor_wrk.get('server_cpu_us')))} the floor's).")
+        w("")
 
     # ---- scale ----
     scale_rows = []

@@ -287,6 +287,7 @@ wrk_run() {
 SERVER_PIDS=""
 STORE_PIDS=""
 FILTER_Q='/Users?filter=userName%20eq%20%22hot-u0%40bench.example%22'
+ABSENT_Q='/Users?filter=userName%20eq%20%22nobody%40bench.example%22'
 
 render_scim_envoy() { # store(shared|etcd) etcd_port name [wasm] -> sets LISTEN ADMIN, writes $OUT/name.envoy.yaml
   LISTEN="$(free_port)"; ADMIN="$(free_port)"
@@ -400,6 +401,9 @@ if want envoy-shared; then
   # The filter's fixed cost: the same request with a wrong token (401: configuration, routing,
   # one shared-data read, the token's hash, an error body).
   wrk_run envoy-shared.401 "$SCIM_URL$FILTER_Q" sce_wrong
+  # The lookup Entra sends before every create (match-before-create; also Test Connection): a
+  # userName nobody has. Authenticated, one index read that finds nothing, an empty list.
+  wrk_run envoy-shared.absent "$SCIM_URL$ABSENT_Q" "$SCIM_TOKEN"
   stop_envoy envoy-shared
 fi
 
