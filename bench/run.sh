@@ -13,7 +13,7 @@
 # large tenant. Prints the table (markdown) with every result as a ratio to its floor and to
 # the peer, and checks the targets.
 #
-#   bash bench/run.sh            the long form (~26 min on 2 vCPU after the builds, contended; the
+#   bash bench/run.sh            the long form (13-26 min on 2 vCPU after the builds; the
 #                                etcd scale pair adds ~30 min there; see BENCHMARKS.md)
 #   bash bench/run.sh --short    CI's form: small counts, dev-profile wasmtime host, ~3 min after
 #                                the builds (~10 min with them, after `make test`)

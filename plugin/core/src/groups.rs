@@ -118,27 +118,12 @@ pub async fn create<S: Store>(
         version: 1,
         attributes: attrs,
     };
-    // Record, index entries, list position: in this order for the reason given in
-    // `users::create`.
-    put_json(env.store, &keys::group(t, &id), &rec, Condition::Any).await?;
-    let name = rec.display_name().unwrap_or_default().to_owned();
-    let ext = rec.external_id().map(str::to_owned);
-    let indexed = async {
-        index::claim(env, t, Index::GroupName, &name, &id).await?;
-        if let Some(ext) = &ext {
-            index::claim(env, t, Index::GroupExternalId, ext, &id).await?;
-        }
-        list::push(env, t, &List::Groups, std::slice::from_ref(&id)).await
-    }
-    .await;
-    if let Err(e) = indexed {
-        let _ = index::release(env, t, Index::GroupName, &name, &id).await;
-        if let Some(ext) = &ext {
-            let _ = index::release(env, t, Index::GroupExternalId, ext, &id).await;
-        }
-        let _ = env.store.delete(&keys::group(t, &id), Condition::Any).await;
-        return Err(e);
-    }
+    // The record, then its index entries and list position (see `index::register`).
+    let key = keys::group(t, &id);
+    put_json(env.store, &key, &rec, Condition::Any).await?;
+    let mut entries = vec![(Index::GroupName, rec.display_name().unwrap_or_default())];
+    entries.extend(rec.external_id().map(|x| (Index::GroupExternalId, x)));
+    index::register(env, t, &key, &id, &entries, &List::Groups).await?;
     add_members(env, t, &id, &members).await?;
     Ok((rec, members))
 }

@@ -2,9 +2,9 @@
 //! write, so uniqueness holds under concurrent requests on every backend.
 
 use crate::error::{ScimError, ScimResult};
-use crate::keys::{self, Index};
+use crate::keys::{self, Index, List};
 use crate::store::{Condition, Store, StoreError};
-use crate::Env;
+use crate::{list, Env};
 
 /// An entry's stored value: the id, a space and when it was claimed (ms since the epoch).
 /// Entries written before claims carried their time hold the id alone (time 0).
@@ -43,7 +43,7 @@ pub async fn lookup<S: Store>(
 /// Two kinds of leftovers of a request that failed half-way (a store outage between the claim
 /// and its undo) are taken over, with compare-and-swap on the entry's version:
 /// - an entry held by an id whose record does not exist: creates write their record *before*
-///   claiming (see `users::create`) and deletes remove the record before releasing, so nothing
+///   claiming (see [`register`]) and deletes remove the record before releasing, so nothing
 ///   in progress looks like that. Without the take-over that value would answer 409 for ever,
 ///   and Entra, whose create timed out, would retry into that 409 for ever too;
 /// - an entry whose record no longer has the value, claimed more than [`STALE_CLAIM_MS`] ago:
@@ -129,6 +129,42 @@ pub async fn release<S: Store>(
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+    Ok(())
+}
+
+/// Files a new resource, whose record was just written at `record_key`: claims its `entries`
+/// ((index, value)), then pushes `id` onto `list`. The record comes first, then its entries,
+/// then its list position: an entry never points at a record that is not written yet, so
+/// [`claim`] may take over entries whose record is missing (leftovers of a request that failed
+/// half-way) instead of answering 409 for ever. The id is 128 random bits: no other writer can
+/// hold it, so the record needs no create-if-absent.
+///
+/// When a step fails, what can be undone is (the entries, then the record) and the error is
+/// returned. Whatever an outage leaves behind is harmless: an entry whose record is gone is
+/// taken over by the next claim, and a record without entries or list position is found by
+/// nothing (`consistency` reports both).
+pub async fn register<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    record_key: &str,
+    id: &str,
+    entries: &[(Index, &str)],
+    list: &List,
+) -> ScimResult<()> {
+    let filed = async {
+        for &(ix, value) in entries {
+            claim(env, tenant, ix, value, id).await?;
+        }
+        list::push(env, tenant, list, &[id.to_owned()]).await
+    }
+    .await;
+    if let Err(e) = filed {
+        for &(ix, value) in entries {
+            let _ = release(env, tenant, ix, value, id).await;
+        }
+        let _ = env.store.delete(record_key, Condition::Any).await;
+        return Err(e);
     }
     Ok(())
 }

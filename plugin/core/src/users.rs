@@ -177,33 +177,12 @@ async fn insert<S: Store>(
         version: 1,
         attributes: attrs,
     };
-    // The record first, then its index entries, then its list position: an index entry never
-    // points at a record that is not written yet, so `index::claim` may take over entries
-    // whose record is missing (leftovers of a request that failed half-way) instead of
-    // answering 409 for ever. The id is 128 random bits: no other writer can hold it, so no
-    // create-if-absent.
-    put_json(env.store, &keys::user(t, &id), &rec, Condition::Any).await?;
-    let user_name = rec.user_name().unwrap_or_default().to_owned();
-    let ext = rec.external_id().map(str::to_owned);
-    let indexed = async {
-        index::claim(env, t, Index::UserName, &user_name, &id).await?;
-        if let Some(ext) = &ext {
-            index::claim(env, t, Index::UserExternalId, ext, &id).await?;
-        }
-        list::push(env, t, &List::Users, std::slice::from_ref(&id)).await
-    }
-    .await;
-    if let Err(e) = indexed {
-        // Undo what we can. Whatever is left behind is harmless: an entry whose record is gone
-        // is taken over by the next claim, a record without entries or list position is found
-        // by nothing (`consistency` reports both).
-        let _ = index::release(env, t, Index::UserName, &user_name, &id).await;
-        if let Some(ext) = &ext {
-            let _ = index::release(env, t, Index::UserExternalId, ext, &id).await;
-        }
-        let _ = env.store.delete(&keys::user(t, &id), Condition::Any).await;
-        return Err(e);
-    }
+    // The record, then its index entries and list position (see `index::register`).
+    let key = keys::user(t, &id);
+    put_json(env.store, &key, &rec, Condition::Any).await?;
+    let mut entries = vec![(Index::UserName, rec.user_name().unwrap_or_default())];
+    entries.extend(rec.external_id().map(|x| (Index::UserExternalId, x)));
+    index::register(env, t, &key, &id, &entries, &List::Users).await?;
     count_states(env, t, None, Some(rec.state)).await;
     Ok(rec)
 }
