@@ -93,11 +93,7 @@ fn one_201_for_concurrent_creates(stack: &Stack, clients: usize) {
         }
     }
     for e in &stack.envoys {
-        let per_worker = e.worker_connections();
-        assert!(
-            per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
-            "both workers served: {per_worker:?}"
-        );
+        e.assert_both_workers_served();
     }
     stack.assert_logs_clean();
 }
@@ -551,11 +547,7 @@ fn the_rate_limit_holds_across_envoy_workers_on_etcd() {
         let secs: u64 = retry_after.as_deref().expect("Retry-After on a 429").parse().unwrap();
         assert!(secs >= 1, "Retry-After {secs}");
     }
-    let per_worker = e.worker_connections();
-    assert!(
-        per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
-        "both workers served: {per_worker:?}"
-    );
+    e.assert_both_workers_served();
     let rate_key = format!("{PREFIX}{}", scim_edge_core::keys::rate("limited"));
     assert!(stack.etcd().get(&rate_key).is_some(), "the bucket is in etcd at {rate_key}");
 
@@ -690,11 +682,7 @@ fn conflicting_operations_through_envoy_leave_etcd_consistent() {
     assert!(outcome.unexpected.is_empty(), "unexpected answers:\n{}", outcome.unexpected.join("\n"));
     let api =
         contention::check_through_the_api(&conn.base_path, &conn.token, &outcome, |req| Ok(e.send(&req)));
-    let per_worker = e.worker_connections();
-    assert!(
-        per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
-        "both workers served: {per_worker:?}"
-    );
+    e.assert_both_workers_served();
     // Requests that found a list taken waited on the pause cluster (store.pauseCluster), each
     // pause delayed by the sink's fault filter and then answered, instead of re-reading etcd.
     let delayed = e.counter("http.scim_sink.fault.delays_injected");

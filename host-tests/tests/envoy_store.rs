@@ -125,11 +125,7 @@ fn race_creates(stack: &Stack, threads: usize, rounds: usize) {
         assert_eq!((won, lost), (1, threads - 1), "round {round}: statuses {results:?}");
     }
     for e in &stack.envoys {
-        let per_worker = e.worker_connections();
-        assert!(
-            per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
-            "both workers served: {per_worker:?}"
-        );
+        e.assert_both_workers_served();
     }
     stack.assert_logs_clean();
 }

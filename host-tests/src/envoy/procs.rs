@@ -287,8 +287,18 @@ impl Envoy {
         client::send(self.addr(), req).unwrap_or_else(|e| panic!("request to Envoy failed: {e}"))
     }
 
+    /// Fails the test unless both worker threads (`--concurrency 2`), and so both wasm VMs,
+    /// accepted connections: what a test of cross-worker behaviour needs to have exercised.
+    pub fn assert_both_workers_served(&self) {
+        let per_worker = self.worker_connections();
+        assert!(
+            per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0),
+            "both workers served: {per_worker:?}"
+        );
+    }
+
     /// Connections each worker thread accepted on the main listener (Envoy's admin stats).
-    pub fn worker_connections(&self) -> Vec<u64> {
+    fn worker_connections(&self) -> Vec<u64> {
         let admin = SocketAddr::from(([127, 0, 0, 1], self.ports.admin));
         let res = get(admin, "/stats?filter=downstream_cx_total").expect("Envoy admin /stats");
         let prefix = format!("listener.127.0.0.1_{}.worker_", self.ports.listen);
