@@ -263,31 +263,12 @@ where
         if rec.display_name().is_none_or(str::is_empty) {
             return Err(ScimError::invalid_value("displayName is required and cannot be removed"));
         }
-        let names =
-            index::begin_move(env, t, Index::GroupName, old.display_name(), rec.display_name(), id).await?;
-        let exts =
-            match index::begin_move(env, t, Index::GroupExternalId, old.external_id(), rec.external_id(), id)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    names.abort(env, t, id).await;
-                    return Err(e);
-                }
-            };
-        match put_json(env.store, &keys::group(t, id), &rec, Condition::Version(ver)).await {
-            Ok(_) => {
-                names.commit(env, t, id).await?;
-                exts.commit(env, t, id).await?;
-                return Ok(rec);
-            }
-            Err(e) => {
-                names.abort(env, t, id).await;
-                exts.abort(env, t, id).await;
-                if e != StoreError::Conflict {
-                    return Err(e.into());
-                }
-            }
+        let moves = [
+            (Index::GroupName, old.display_name(), rec.display_name()),
+            (Index::GroupExternalId, old.external_id(), rec.external_id()),
+        ];
+        if index::rewrite(env, t, id, moves, &keys::group(t, id), &rec, ver).await? {
+            return Ok(rec);
         }
     }
     Err(StoreError::Conflict.into())

@@ -3,7 +3,7 @@
 
 use crate::error::{ScimError, ScimResult};
 use crate::keys::{self, Index, List};
-use crate::store::{Condition, Store, StoreError};
+use crate::store::{put_json, Condition, Store, StoreError, Version};
 use crate::{list, Env};
 
 /// An entry's stored value: the id, a space and when it was claimed (ms since the epoch).
@@ -182,9 +182,53 @@ fn label(ix: Index) -> &'static str {
     }
 }
 
+/// Writes `record` at `record_key` if it is still at version `ver`, moving its index entries
+/// with it: for each of `moves` ((index, old value, new value)) the new value is claimed before
+/// the write and the old one released after it; when the write fails, the new claims are
+/// released. `Ok(false)`: the record changed meanwhile, and the caller retries.
+pub async fn rewrite<S: Store, T: serde::Serialize>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    id: &str,
+    moves: [(Index, Option<&str>, Option<&str>); 2],
+    record_key: &str,
+    record: &T,
+    ver: Version,
+) -> ScimResult<bool> {
+    let mut changes = Vec::with_capacity(moves.len());
+    for (ix, old, new) in moves {
+        match begin_move(env, tenant, ix, old, new, id).await {
+            Ok(c) => changes.push(c),
+            Err(e) => {
+                for c in changes {
+                    c.abort(env, tenant, id).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    match put_json(env.store, record_key, record, Condition::Version(ver)).await {
+        Ok(_) => {
+            for c in changes {
+                c.commit(env, tenant, id).await?;
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            for c in changes {
+                c.abort(env, tenant, id).await;
+            }
+            match e {
+                StoreError::Conflict => Ok(false),
+                e => Err(e.into()),
+            }
+        }
+    }
+}
+
 /// Moves an index entry from `old` to `new` for `id`: claims `new` now and returns the value
 /// to release once the record that refers to it is written.
-pub async fn begin_move<S: Store>(
+async fn begin_move<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
     ix: Index,
@@ -206,7 +250,7 @@ pub async fn begin_move<S: Store>(
 
 /// An index move in progress (see [`begin_move`]).
 #[derive(Default)]
-pub struct Change {
+struct Change {
     ix: Option<Index>,
     claimed: Option<String>,
     released: Option<String>,
@@ -214,14 +258,14 @@ pub struct Change {
 
 impl Change {
     /// The record was written: drop the old entry.
-    pub async fn commit<S: Store>(self, env: &Env<'_, S>, tenant: &str, id: &str) -> ScimResult<()> {
+    async fn commit<S: Store>(self, env: &Env<'_, S>, tenant: &str, id: &str) -> ScimResult<()> {
         if let (Some(ix), Some(old)) = (self.ix, self.released) {
             release(env, tenant, ix, &old, id).await?;
         }
         Ok(())
     }
     /// The record was not written: drop the new claim.
-    pub async fn abort<S: Store>(self, env: &Env<'_, S>, tenant: &str, id: &str) {
+    async fn abort<S: Store>(self, env: &Env<'_, S>, tenant: &str, id: &str) {
         if let (Some(ix), Some(new)) = (self.ix, self.claimed) {
             let _ = release(env, tenant, ix, &new, id).await;
         }

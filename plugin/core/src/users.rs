@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
-use crate::index::{self, Change};
+use crate::index;
 use crate::keys::{self, Index, List};
 use crate::lifecycle::{Event, Source, UserState};
 use crate::scim::filter::{self, Filter};
@@ -271,40 +271,17 @@ where
         // After the no-change answer: a resource stored under larger limits stays readable
         // and re-sendable, it just cannot grow.
         limits::check_resource(&rec.attributes, &env.config.limits)?;
-        let names = index::begin_move(env, t, Index::UserName, old.user_name(), rec.user_name(), id).await?;
-        let exts =
-            match index::begin_move(env, t, Index::UserExternalId, old.external_id(), rec.external_id(), id)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    names.abort(env, t, id).await;
-                    return Err(e);
-                }
-            };
-        match put_json(env.store, &keys::user(t, id), &rec, Condition::Version(ver)).await {
-            Ok(_) => {
-                names.commit(env, t, id).await?;
-                exts.commit(env, t, id).await?;
-                count_states(env, t, Some(old.state), Some(rec.state)).await;
-                relist(env, t, id).await?;
-                return Ok(rec);
-            }
-            Err(e) => {
-                abort_all(env, t, id, [names, exts]).await;
-                if e != StoreError::Conflict {
-                    return Err(e.into());
-                }
-            }
+        let moves = [
+            (Index::UserName, old.user_name(), rec.user_name()),
+            (Index::UserExternalId, old.external_id(), rec.external_id()),
+        ];
+        if index::rewrite(env, t, id, moves, &keys::user(t, id), &rec, ver).await? {
+            count_states(env, t, Some(old.state), Some(rec.state)).await;
+            relist(env, t, id).await?;
+            return Ok(rec);
         }
     }
     Err(StoreError::Conflict.into())
-}
-
-async fn abort_all<S: Store, const N: usize>(env: &Env<'_, S>, t: &str, id: &str, changes: [Change; N]) {
-    for c in changes {
-        c.abort(env, t, id).await;
-    }
 }
 
 /// PUT: the body replaces every attribute. State and role are kept unless `active` says otherwise.
