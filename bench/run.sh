@@ -34,7 +34,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-COMMAND="bash bench/run.sh $*"
+# The command as run, with the count variables that changed it (BENCH_SCALE_STORES=shared ...).
+COMMAND="$({ env | grep -E '^BENCH_[A-Z_]+=' | grep -v '^BENCH_META_' || true; } | sort | tr '\n' ' ')bash bench/run.sh $*"
 
 # wasmtime 44 formats an error with a captured backtrace whenever a store with component
 # tasks is dropped (ComponentStoreData::drop_fibers_and_futures), i.e. once per request on
