@@ -140,8 +140,8 @@ pub async fn release<S: Store>(
 /// half-way) instead of answering 409 for ever. The id is 128 random bits: no other writer can
 /// hold it, so the record needs no create-if-absent.
 ///
-/// When a step fails, what can be undone is (the entries, then the record) and the error is
-/// returned. Whatever an outage leaves behind is harmless: an entry whose record is gone is
+/// When a step fails, the entries and then the record are removed as far as the store lets
+/// them be, and the error is returned. Whatever an outage leaves behind is harmless: an entry whose record is gone is
 /// taken over by the next claim, and a record without entries or list position is found by
 /// nothing (`consistency` reports both).
 pub async fn register<S: Store>(
