@@ -329,6 +329,7 @@ start_etcd() { # name -> ETCD_PORT ETCD_PID
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "bench=http://127.0.0.1:$peer" --quota-backend-bytes 8589934592 \
+    --auto-compaction-mode periodic --auto-compaction-retention 5m \
     --log-level warn >"$OUT/$1.etcd.log" 2>&1 &
   ETCD_PID=$!
   PIDS+=("$ETCD_PID")

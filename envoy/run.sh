@@ -91,6 +91,7 @@ mkdir -p "$STATE/etcd" && chmod 700 "$STATE/etcd"
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-cluster "scim-edge=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --auto-compaction-mode periodic --auto-compaction-retention 5m \
   --log-level warn >"$STATE/etcd.log" 2>&1 &
 ETCD_PID=$!
 

@@ -1,7 +1,7 @@
 //! scim-edge end to end in the real Envoy 1.40 (`--concurrency 2`) with the filter built from
 //! source, over the real etcd 3.5 (and Envoy's shared data): the shared Entra lifecycle suite
 //! in both dialects, concurrent creates, restarts and SIGKILL, two Envoys on one etcd,
-//! regenerate, pass-through, an etcd outage, a bad configuration. Every test ends by checking
+//! regenerate, pass-through, an etcd outage, a full etcd compaction, a bad configuration. Every test ends by checking
 //! that no Envoy logged a wasm panic or a critical line.
 //!
 //! Needs Envoy and etcd: `envoy/setup.sh`.
@@ -225,6 +225,86 @@ fn restart_and_sigkill_keep_users_groups_and_connections() {
         Some(&user_body("ADA@example.com")),
     );
     assert_eq!((s, b["scimType"].as_str()), (409, Some("uniqueness")), "{b}");
+    stack.assert_logs_clean();
+}
+
+/// etcd in production runs with auto-compaction (`envoy/run.sh` starts it so), which drops every
+/// older revision of every key; without it etcd's database grows with every write until its
+/// quota stops all writes. scim-edge only compares keys' current `mod_revision`s, so a full
+/// compaction in the middle of a tenant's life changes nothing: the same data reads back, and
+/// every kind of write (records, index entries, lists, memberships, counters, the log) still
+/// succeeds on keys last written before it.
+#[test]
+fn a_full_etcd_compaction_changes_nothing_and_every_write_still_succeeds() {
+    let stack = Stack::start(StoreKind::Etcd, 1);
+    let envoy = stack.envoy();
+    let conn = populate(envoy, "acme");
+    let before = snapshot(envoy, "acme", &conn);
+    let rev = stack.etcd().compact();
+    // It happened: the revision before it can no longer be read.
+    let (status, old) =
+        stack.etcd().try_call("/v3/kv/range", json!({"key": "AA==", "revision": (rev - 1).to_string()}));
+    assert!(status != 200 && old.to_string().contains("compacted"), "{status} {old}");
+    assert_eq!(snapshot(envoy, "acme", &conn), before, "after the compaction");
+
+    let users = format!("{}/Users", conn.base_path);
+    let (s, found) = call(
+        envoy,
+        "GET",
+        &format!("{users}?filter=userName%20eq%20%22ada%40example.com%22"),
+        Some(&conn.token),
+        None,
+    );
+    assert_eq!((s, found["totalResults"].as_u64()), (200, Some(1)), "{found}");
+    let ada = found["Resources"][0]["id"].as_str().unwrap().to_owned();
+    let (_, groups) = call(envoy, "GET", &format!("{}/Groups", conn.base_path), Some(&conn.token), None);
+    let gid = groups["Resources"][0]["id"].as_str().unwrap().to_owned();
+    let patch =
+        |ops: Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+    // A rename (record and index entry), a disable, a membership change, a delete, a create.
+    let (s, r) = call(
+        envoy,
+        "PATCH",
+        &format!("{users}/{ada}"),
+        Some(&conn.token),
+        Some(&patch(json!([{"op": "Replace", "path": "userName", "value": "ada.l@example.com"}]))),
+    );
+    assert!(s == 200 || s == 204, "rename: {s} {r}");
+    let (s, r) = call(
+        envoy,
+        "PATCH",
+        &format!("{users}/{ada}"),
+        Some(&conn.token),
+        Some(&patch(json!([{"op": "Replace", "path": "active", "value": "False"}]))),
+    );
+    assert!(s == 200 || s == 204, "disable: {s} {r}");
+    let (s, r) = call(
+        envoy,
+        "PATCH",
+        &format!("{}/Groups/{gid}", conn.base_path),
+        Some(&conn.token),
+        Some(&patch(json!([{"op": "Remove", "path": "members", "value": [{"value": ada}]}]))),
+    );
+    assert!(s == 200 || s == 204, "member removal: {s} {r}");
+    let grace = before.users.iter().find(|u| u.1 == "grace@example.com").unwrap().0.clone();
+    let (s, r) = call(envoy, "DELETE", &format!("{users}/{grace}"), Some(&conn.token), None);
+    assert_eq!(s, 204, "delete: {r}");
+    let (s, r) = call(envoy, "POST", &users, Some(&conn.token), Some(&user_body("grace@example.com")));
+    assert_eq!(s, 201, "the freed userName is taken again: {r}");
+    // (ada keeps her externalId, so the new user has another.)
+    let mut new_ada = user_body("ada@example.com");
+    new_ada["externalId"] = json!("ext-ada-2");
+    let (s, r) = call(envoy, "POST", &users, Some(&conn.token), Some(&new_ada));
+    assert_eq!(s, 201, "the renamed user's old userName is free: {r}");
+    let (s, r) = call(envoy, "POST", &users, Some(&conn.token), Some(&user_body("ADA.L@example.com")));
+    assert_eq!((s, r["scimType"].as_str()), (409, Some("uniqueness")), "the new one is held: {r}");
+    let after = snapshot(envoy, "acme", &conn);
+    assert_eq!(after.users.len(), 4, "{:?}", after.users);
+    assert!(
+        after.users.iter().any(|u| u.0 == ada && u.1 == "ada.l@example.com" && !u.2),
+        "{:?}",
+        after.users
+    );
     stack.assert_logs_clean();
 }
 

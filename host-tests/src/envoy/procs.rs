@@ -124,14 +124,7 @@ impl Etcd {
     /// The raw value of `key`, read through etcd's JSON gateway.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let body = serde_json::json!({ "key": b64.encode(key) }).to_string();
-        let req = http::Request::post("/v3/kv/range")
-            .header("content-type", "application/json")
-            .body(Bytes::from(body))
-            .expect("range request");
-        let res = client::send(self.addr(), &req).expect("etcd range");
-        assert_eq!(res.status(), 200, "etcd range: {}", String::from_utf8_lossy(res.body()));
-        let v: serde_json::Value = serde_json::from_slice(res.body()).expect("etcd JSON");
+        let v = self.call("/v3/kv/range", serde_json::json!({ "key": b64.encode(key) }));
         let kv = v.get("kvs")?.get(0)?;
         Some(
             kv.get("value")
@@ -139,6 +132,32 @@ impl Etcd {
                 .map(|s| b64.decode(s).expect("base64"))
                 .unwrap_or_default(),
         )
+    }
+
+    /// Compacts away every revision older than the current one, as etcd's auto-compaction does
+    /// over time (`physical`: the call returns once it is done). Returns that revision.
+    pub fn compact(&self) -> u64 {
+        let rev: u64 = self.call("/v3/kv/range", serde_json::json!({"key": "AA=="}))["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .expect("header.revision");
+        let body = serde_json::json!({"revision": rev.to_string(), "physical": true});
+        let res = self.call("/v3/kv/compaction", body);
+        assert!(res.get("header").is_some(), "etcd compaction: {res}");
+        rev
+    }
+
+    /// A JSON gateway call that etcd may refuse: (status, body).
+    pub fn try_call(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let req = http::Request::post(path).body(Bytes::from(body.to_string())).expect("etcd request");
+        let res = client::send(self.addr(), &req).expect("etcd request");
+        (res.status().as_u16(), serde_json::from_slice(res.body()).unwrap_or(serde_json::Value::Null))
+    }
+
+    fn call(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, v) = self.try_call(path, body);
+        assert_eq!(status, 200, "etcd {path}: {v}");
+        v
     }
 
     /// Every key under `prefix`.
@@ -149,12 +168,9 @@ impl Etcd {
             *last += 1;
         }
         let body =
-            serde_json::json!({"key": b64.encode(prefix), "range_end": b64.encode(&end), "keys_only": true})
-                .to_string();
-        let req = http::Request::post("/v3/kv/range").body(Bytes::from(body)).expect("range request");
-        let res = client::send(self.addr(), &req).expect("etcd range");
-        let v: serde_json::Value = serde_json::from_slice(res.body()).expect("etcd JSON");
-        v.get("kvs")
+            serde_json::json!({"key": b64.encode(prefix), "range_end": b64.encode(&end), "keys_only": true});
+        self.call("/v3/kv/range", body)
+            .get("kvs")
             .and_then(|k| k.as_array())
             .map(|kvs| {
                 kvs.iter()
