@@ -227,23 +227,20 @@ def main():
             w(f"| {ph} | " + " | ".join(cells) + " |")
         w("")
 
-    fixed = wrk(os.path.join(d, "envoy-shared.401.wrk.txt"))
+    # Single requests beside the floor (wrk): the filter's fixed cost, and Entra's commonest lookup.
     floor_wrk = data["envoy-floor"]["wrk"]
-    if fixed and floor_wrk:
-        w(f"The filter's fixed cost (wrk, the same request with a wrong token: 401 after the configuration, "
-          f"routing, one shared-data read, the token's hash and an error body): {num(fixed['rps'])} req/s, "
-          f"{fmt_ratio(ratio(fixed['rps'], floor_wrk['rps']))} the floor; "
-          f"{num(fixed.get('server_cpu_us'))} µs of Envoy CPU per request "
-          f"({fmt_ratio(ratio(fixed.get('server_cpu_us'), floor_wrk.get('server_cpu_us')))} the floor's).")
-        w("")
-    absent = wrk(os.path.join(d, "envoy-shared.absent.wrk.txt"))
-    if absent and floor_wrk:
-        w(f"A lookup of a `userName` nobody has (wrk; what Entra sends before every create, and on Test "
-          f"Connection; the floor's `direct_response` answers with this very body): {num(absent['rps'])} "
-          f"req/s, {fmt_ratio(ratio(absent['rps'], floor_wrk['rps']))} the floor; "
-          f"{num(absent.get('server_cpu_us'))} µs of Envoy CPU per request "
-          f"({fmt_ratio(ratio(absent.get('server_cpu_us'), floor_wrk.get('server_cpu_us')))} the floor's).")
-        w("")
+    for label, what in [
+        ("401", "The filter's fixed cost (wrk, the same request with a wrong token: 401 after the "
+                "configuration, routing, one shared-data read, the token's hash and an error body)"),
+        ("absent", "A lookup of a `userName` nobody has (wrk; what Entra sends before every create, and on "
+                   "Test Connection; the floor's `direct_response` answers with this very body)"),
+    ]:
+        x = wrk(os.path.join(d, f"envoy-shared.{label}.wrk.txt"))
+        if x and floor_wrk:
+            w(f"{what}: {num(x['rps'])} req/s, {fmt_ratio(ratio(x['rps'], floor_wrk['rps']))} the floor; "
+              f"{num(x.get('server_cpu_us'))} µs of Envoy CPU per request "
+              f"({fmt_ratio(ratio(x.get('server_cpu_us'), floor_wrk.get('server_cpu_us')))} the floor's).")
+            w("")
 
     # ---- scale ----
     scale_rows = []
