@@ -12,7 +12,7 @@ use crate::scim::filter::{self, Filter};
 use crate::scim::patch::{self, MemberChange};
 use crate::scim::schema::{self, ResourceKind};
 use crate::store::{get_json, put_json, Condition, Store, StoreError, Version};
-use crate::users::{self, comp_str, etag, paginate, Page, Scope};
+use crate::users::{self, comp_str, etag, Page, Resource, Scope};
 use crate::{limits, list, time, Env};
 
 const RETRIES: usize = 8;
@@ -391,7 +391,7 @@ pub async fn query<S: Store>(
             for id in list::page(env, t, &List::Groups, start, count).await? {
                 if let Some((r, _)) = load(env, t, &id).await? {
                     let m = if with_members { Some(members(env, t, &id).await?) } else { None };
-                    resources.push(r.render(scope.base, m.as_deref()));
+                    resources.push(Resource::Value(r.render(scope.base, m.as_deref())));
                 }
             }
             return Ok(Page { total, resources });
@@ -428,5 +428,12 @@ pub async fn query<S: Store>(
             matched.push(r.render(scope.base, m.as_deref()));
         }
     }
-    Ok(paginate(matched, start, count))
+    let total = matched.len() as u64;
+    let resources = matched
+        .into_iter()
+        .skip(usize::try_from(start).unwrap_or(usize::MAX))
+        .take(usize::try_from(count).unwrap_or(usize::MAX))
+        .map(Resource::Value)
+        .collect();
+    Ok(Page { total, resources })
 }

@@ -10,7 +10,7 @@ use crate::router::{self, param, Route, ScimEndpoint};
 use crate::scim::projection::{project, wants};
 use crate::scim::schema::ResourceKind;
 use crate::scim::{filter, schema};
-use crate::users::{Page, Scope};
+use crate::users::{Page, Resource, Scope};
 use crate::{admin, auth, counters, groups, keys, log, rate, tenants, users, Env, Store};
 
 /// The core's one entry point: every request gets a response, every failure a SCIM error.
@@ -175,34 +175,42 @@ pub fn json_body(req: &http::Request<Bytes>) -> ScimResult<Value> {
     Ok(v)
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: &Value) -> http::Response<Bytes> {
-    // Straight into bytes, not through `fmt::Display` (`to_string`): 2-6% off a lookup or read.
-    let mut res = http::Response::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default()));
+fn response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> http::Response<Bytes> {
+    let mut res = http::Response::new(Bytes::from(body));
     *res.status_mut() = status;
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> http::Response<Bytes> {
-    response(status, "application/json", body)
+    // Straight into bytes, not through `fmt::Display` (`to_string`): 2-6% off a lookup or read.
+    response(status, "application/json", serde_json::to_vec(body).unwrap_or_default())
 }
 
-fn scim_response(status: StatusCode, body: &Value) -> http::Response<Bytes> {
+/// A SCIM response; a resource's `ETag` is its `meta.version`, and a 201's `Location` its
+/// `meta.location` (RFC 7644 §3.1, §3.14).
+fn scim_response(
+    status: StatusCode,
+    body: Vec<u8>,
+    etag: Option<&str>,
+    location: Option<&str>,
+) -> http::Response<Bytes> {
     let mut res = response(status, SCIM_CONTENT_TYPE, body);
-    let meta = body.get("meta");
-    if let Some(etag) = meta.and_then(|m| m.get("version")).and_then(Value::as_str) {
-        if let Ok(v) = HeaderValue::from_str(etag) {
-            res.headers_mut().insert(header::ETAG, v);
+    let mut set = |name, value: Option<&str>| {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            res.headers_mut().insert(name, v);
         }
-    }
+    };
+    set(header::ETAG, etag);
     if status == StatusCode::CREATED {
-        if let Some(loc) = meta.and_then(|m| m.get("location")).and_then(Value::as_str) {
-            if let Ok(v) = HeaderValue::from_str(loc) {
-                res.headers_mut().insert(header::LOCATION, v);
-            }
-        }
+        set(header::LOCATION, location);
     }
     res
+}
+
+fn scim_value(status: StatusCode, body: &Value) -> http::Response<Bytes> {
+    let meta = |name: &str| body.get("meta").and_then(|m| m.get(name)).and_then(Value::as_str);
+    scim_response(status, serde_json::to_vec(body).unwrap_or_default(), meta("version"), meta("location"))
 }
 
 fn no_content() -> http::Response<Bytes> {
@@ -347,30 +355,57 @@ async fn search<S: Store>(
             page
         }
     };
-    Ok(scim_response(StatusCode::OK, &list_response(page, start, q)))
+    Ok(scim_response(StatusCode::OK, list_response(page, start, q), None, None))
 }
 
-fn list_response(page: Page, start: u64, q: &Query) -> Value {
-    let resources: Vec<Value> = page
-        .resources
-        .into_iter()
-        .map(|mut r| {
-            project(&mut r, q.attributes(), q.excluded());
-            r
-        })
-        .collect();
-    json!({
-        "schemas": [schema::LIST_RESPONSE_SCHEMA],
-        "totalResults": page.total,
-        "startIndex": start + 1,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    })
+/// The `ListResponse` (RFC 7644 §3.4.2), written as `serde_json` would write it (keys in order).
+fn list_response(page: Page, start: u64, q: &Query) -> Vec<u8> {
+    let items = page.resources.len();
+    let mut out = b"{\"Resources\":[".to_vec();
+    for (i, r) in page.resources.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match r {
+            Resource::Json(json) => out.extend_from_slice(&projected(json, q)),
+            Resource::Value(mut v) => {
+                project(&mut v, q.attributes(), q.excluded());
+                let _ = serde_json::to_writer(&mut out, &v);
+            }
+        }
+    }
+    let total = page.total;
+    let tail = format!(
+        "],\"itemsPerPage\":{items},\"schemas\":[\"{}\"],\"startIndex\":{},\"totalResults\":{total}}}",
+        schema::LIST_RESPONSE_SCHEMA,
+        start + 1
+    );
+    out.extend_from_slice(tail.as_bytes());
+    out
+}
+
+/// A resource's JSON with the query's `attributes` / `excludedAttributes` applied.
+fn projected(json: Vec<u8>, q: &Query) -> Vec<u8> {
+    if q.attributes().is_none_or(|a| a.trim().is_empty()) && q.excluded().is_none() {
+        return json;
+    }
+    match serde_json::from_slice::<Value>(&json) {
+        Ok(mut v) => {
+            project(&mut v, q.attributes(), q.excluded());
+            serde_json::to_vec(&v).unwrap_or(json)
+        }
+        Err(_) => json,
+    }
 }
 
 fn single(mut resource: Value, q: &Query, status: StatusCode) -> http::Response<Bytes> {
     project(&mut resource, q.attributes(), q.excluded());
-    scim_response(status, &resource)
+    scim_value(status, &resource)
+}
+
+fn single_user(user: users::Rendered, q: &Query, status: StatusCode) -> http::Response<Bytes> {
+    let etag = users::etag(user.version);
+    scim_response(status, projected(user.json, q), Some(&etag), Some(&user.location))
 }
 
 async fn scim<S: Store>(
@@ -386,7 +421,7 @@ async fn scim<S: Store>(
             Method::GET => search(env, scope, Searched::Users, &q).await,
             Method::POST => {
                 let (rec, how) = users::create(env, scope, &json_body(req)?).await?;
-                let mut res = single(rec.render(scope.base), &q, StatusCode::CREATED);
+                let mut res = single_user(rec.render(scope.base)?, &q, StatusCode::CREATED);
                 if how == users::Created::MatchedLocal {
                     res.extensions_mut().insert(Operation("user.match"));
                 }
@@ -395,16 +430,14 @@ async fn scim<S: Store>(
             _ => Err(ScimError::method_not_allowed("GET, POST")),
         },
         ScimEndpoint::User(id) => match *m {
-            Method::GET => {
-                Ok(single(users::get(env, scope, id).await?.render(scope.base), &q, StatusCode::OK))
-            }
+            Method::GET => Ok(single_user(users::get(env, scope, id).await?, &q, StatusCode::OK)),
             Method::PUT => {
                 let rec = users::replace(env, scope, id, &json_body(req)?).await?;
-                Ok(single(rec.render(scope.base), &q, StatusCode::OK))
+                Ok(single_user(rec.render(scope.base)?, &q, StatusCode::OK))
             }
             Method::PATCH => {
                 let rec = users::patch(env, scope, id, &json_body(req)?).await?;
-                Ok(single(rec.render(scope.base), &q, StatusCode::OK))
+                Ok(single_user(rec.render(scope.base)?, &q, StatusCode::OK))
             }
             Method::DELETE => {
                 users::delete(env, scope, id).await?;
@@ -453,27 +486,27 @@ async fn scim<S: Store>(
         }
         ScimEndpoint::ServiceProviderConfig => {
             read_only(m)?;
-            Ok(scim_response(StatusCode::OK, &service_provider_config(env, scope.base)))
+            Ok(scim_value(StatusCode::OK, &service_provider_config(env, scope.base)))
         }
         ScimEndpoint::Schemas => {
             read_only(m)?;
-            Ok(scim_response(StatusCode::OK, &schema::schemas_list(scope.base)))
+            Ok(scim_value(StatusCode::OK, &schema::schemas_list(scope.base)))
         }
         ScimEndpoint::Schema(id) => {
             read_only(m)?;
             let s = schema::schema(scope.base, &id)
                 .ok_or_else(|| ScimError::not_found(format!("Schema {id:?} not found")))?;
-            Ok(scim_response(StatusCode::OK, &s))
+            Ok(scim_value(StatusCode::OK, &s))
         }
         ScimEndpoint::ResourceTypes => {
             read_only(m)?;
-            Ok(scim_response(StatusCode::OK, &schema::resource_types_list(scope.base)))
+            Ok(scim_value(StatusCode::OK, &schema::resource_types_list(scope.base)))
         }
         ScimEndpoint::ResourceType(name) => {
             read_only(m)?;
             let r = schema::resource_type(scope.base, name)
                 .ok_or_else(|| ScimError::not_found(format!("ResourceType {name:?} not found")))?;
-            Ok(scim_response(StatusCode::OK, &r))
+            Ok(scim_value(StatusCode::OK, &r))
         }
         ScimEndpoint::Unknown => Err(ScimError::not_found(
             "no such SCIM endpoint: this service provider offers /Users, /Groups, /ServiceProviderConfig, \

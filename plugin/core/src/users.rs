@@ -1,6 +1,10 @@
 //! SCIM Users of one tenant: create, read, query, replace, patch, delete.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
@@ -60,26 +64,172 @@ impl UserRecord {
         primary.or(emails.first())?.get("value")?.as_str()
     }
 
-    /// The SCIM representation (RFC 7643 §4.1) with `meta`.
-    /// The SCIM resource. Consumes the record: its attributes move into the resource (a read
-    /// renders every record it loads once, and copying them cost a tenth of a lookup).
-    pub fn render(self, base: &str) -> Value {
-        let schemas: Vec<Value> =
-            schema::schemas_for(ResourceKind::User, &self.attributes).into_iter().map(Value::from).collect();
-        let meta = serde_json::json!({
-            "resourceType": "User",
-            "created": self.created,
-            "lastModified": self.last_modified,
-            "version": etag(self.version),
-            "location": format!("{base}/Users/{}", self.id),
-        });
-        let mut obj = self.attributes;
-        obj.insert("schemas".into(), Value::Array(schemas));
-        obj.insert("id".into(), Value::from(self.id));
-        obj.insert("active".into(), Value::Bool(self.state.is_active()));
-        obj.insert("meta".into(), meta);
+    /// The SCIM resource, rendered from the record as stored (see [`Stored`]).
+    pub fn render(&self, base: &str) -> ScimResult<Rendered> {
+        let bytes = serde_json::to_vec(self).map_err(|e| ScimError::internal(format!("user record: {e}")))?;
+        Ok(Stored::parse(&bytes, &self.id)?.render(base))
+    }
+}
+
+/// A user's SCIM resource (RFC 7643 §4.1) as JSON, with what its response headers need.
+pub struct Rendered {
+    pub json: Vec<u8>,
+    pub version: u64,
+    /// `meta.location`
+    pub location: String,
+}
+
+/// A stored user record as a read renders it: the fields the resource shows, and the SCIM
+/// attributes with their names borrowed from the stored bytes and each value left as its
+/// stored JSON. A lookup or a read copies those values into the response instead of
+/// building, rendering and serialising a tree of them (which was most of its cost); only
+/// the attributes a filter reads are parsed ([`Stored::filter_view`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stored<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    state: UserState,
+    #[serde(borrow)]
+    created: Text<'a>,
+    #[serde(borrow)]
+    last_modified: Text<'a>,
+    version: u64,
+    #[serde(borrow)]
+    attributes: BTreeMap<Text<'a>, &'a RawValue>,
+}
+
+/// A string of a stored record, borrowed unless it has escapes.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The server-managed members of a user resource, in key order; each replaces an attribute
+/// of the same name (`active` is stored in step with the state, but the state decides).
+const SERVER_KEYS: [&str; 4] = ["active", "id", "meta", "schemas"];
+
+impl<'a> Stored<'a> {
+    /// `key` names the record in the error.
+    pub fn parse(bytes: &'a [u8], key: &str) -> ScimResult<Stored<'a>> {
+        serde_json::from_slice(bytes)
+            .map_err(|_| ScimError::internal(format!("stored record {key} is corrupt")))
+    }
+
+    fn location(&self, base: &str) -> String {
+        format!("{base}/Users/{}", self.id.0)
+    }
+
+    /// Writes the JSON of [`SERVER_KEYS`]`[which]`.
+    fn write_server_member(&self, which: usize, location: &str, out: &mut Vec<u8>) {
+        match which {
+            0 => out.extend_from_slice(if self.state.is_active() { b"true" } else { b"false" }),
+            1 => write_str(out, &self.id.0),
+            2 => {
+                out.extend_from_slice(b"{\"created\":");
+                write_str(out, &self.created.0);
+                out.extend_from_slice(b",\"lastModified\":");
+                write_str(out, &self.last_modified.0);
+                out.extend_from_slice(b",\"location\":");
+                write_str(out, location);
+                // The ETag, `W/"<version>"`, as a JSON string.
+                out.extend_from_slice(
+                    format!(",\"resourceType\":\"User\",\"version\":\"W/\\\"{}\\\"\"}}", self.version)
+                        .as_bytes(),
+                );
+            }
+            _ => {
+                let extension = |raw: &RawValue| raw.get().starts_with('{') && raw.get() != "{}";
+                let entries = self.attributes.iter().map(|(k, v)| (&*k.0, extension(v)));
+                out.push(b'[');
+                for (i, s) in schema::schemas_of(ResourceKind::User, entries).into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, s);
+                }
+                out.push(b']');
+            }
+        }
+    }
+
+    /// The SCIM resource's JSON: the stored attributes and the server's members, in key order
+    /// (as `serde_json` writes an object).
+    pub fn render(&self, base: &str) -> Rendered {
+        let location = self.location(base);
+        let mut out = Vec::with_capacity(1024);
+        out.push(b'{');
+        let mut server = SERVER_KEYS.iter().enumerate().peekable();
+        let key = |out: &mut Vec<u8>, key: &str| {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            write_str(out, key);
+            out.push(b':');
+        };
+        for (name, raw) in &self.attributes {
+            while let Some((i, k)) = server.next_if(|(_, k)| **k <= &*name.0) {
+                key(&mut out, k);
+                self.write_server_member(i, &location, &mut out);
+            }
+            if !SERVER_KEYS.contains(&&*name.0) {
+                key(&mut out, &name.0);
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+        }
+        for (i, k) in server {
+            key(&mut out, k);
+            self.write_server_member(i, &location, &mut out);
+        }
+        out.push(b'}');
+        Rendered { json: out, version: self.version, location }
+    }
+
+    /// The part of the resource `f` reads ([`filter::reads`]), for [`filter::matches`]: the
+    /// same answer as the whole resource, for a fraction of the parsing.
+    fn filter_view(&self, f: &Filter, base: &str) -> Value {
+        let mut obj = Map::new();
+        for (key, raw) in &self.attributes {
+            if filter::reads(f, &key.0) {
+                if let Ok(v) = serde_json::from_slice(raw.get().as_bytes()) {
+                    obj.insert(key.0.clone().into_owned(), v);
+                }
+            }
+        }
+        for (i, key) in SERVER_KEYS.iter().enumerate() {
+            if filter::reads(f, key) {
+                let mut json = Vec::new();
+                self.write_server_member(i, &self.location(base), &mut json);
+                if let Ok(v) = serde_json::from_slice(&json) {
+                    obj.insert((*key).to_owned(), v);
+                }
+            }
+        }
         Value::Object(obj)
     }
+}
+
+/// `s` as a JSON string.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
 }
 
 pub fn etag(version: u64) -> String {
@@ -230,8 +380,23 @@ pub async fn counts<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<(u64, u64
     Ok((get("active"), get("disabled")))
 }
 
-pub async fn get<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<UserRecord> {
-    load(env, scope.tenant, id).await?.map(|(r, _)| r).ok_or_else(|| not_found(id))
+/// The user's stored record, unparsed.
+async fn load_raw<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    id: &str,
+) -> ScimResult<Option<(String, Vec<u8>)>> {
+    if !keys::valid_id(id) {
+        return Ok(None);
+    }
+    let key = keys::user(tenant, id);
+    Ok(env.store.get(&key).await?.map(|v| (key, v.value)))
+}
+
+/// GET /Users/{id}
+pub async fn get<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<Rendered> {
+    let (key, bytes) = load_raw(env, scope.tenant, id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Stored::parse(&bytes, &key)?.render(scope.base))
 }
 
 /// Replaces the user's attributes with `next` (already validated), moving index entries and
@@ -386,7 +551,15 @@ pub async fn set_role<S: Store>(env: &Env<'_, S>, t: &str, id: &str, role: &str)
 /// A page of a query's results.
 pub struct Page {
     pub total: u64,
-    pub resources: Vec<Value>,
+    pub resources: Vec<Resource>,
+}
+
+/// One resource of a [`Page`].
+pub enum Resource {
+    /// A user, rendered (see [`Stored`]).
+    Json(Vec<u8>),
+    /// A group.
+    Value(Value),
 }
 
 fn case_exact(p: &filter::AttrPath) -> bool {
@@ -409,8 +582,8 @@ pub async fn query<S: Store>(
         let ids = list::page(env, t, &List::Users, start, count).await?;
         let mut resources = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some((r, _)) = load(env, t, &id).await? {
-                resources.push(r.render(scope.base));
+            if let Some((key, bytes)) = load_raw(env, t, &id).await? {
+                resources.push(Resource::Json(Stored::parse(&bytes, &key)?.render(scope.base).json));
             }
         }
         return Ok(Page { total, resources });
@@ -427,26 +600,19 @@ pub async fn query<S: Store>(
         Some(c) => c,
         None => list::all(env, t, &List::Users).await?,
     };
-    let mut matched = Vec::new();
+    // Only the matches on the page are rendered.
+    let mut page = Page { total: 0, resources: Vec::new() };
     for id in candidates {
-        if let Some((r, _)) = load(env, t, &id).await? {
-            let v = r.render(scope.base);
-            if filter::matches(f, &v, &case_exact) {
-                matched.push(v);
+        let Some((key, bytes)) = load_raw(env, t, &id).await? else { continue };
+        let user = Stored::parse(&bytes, &key)?;
+        if filter::matches(f, &user.filter_view(f, scope.base), &case_exact) {
+            if page.total >= start && page.total - start < count {
+                page.resources.push(Resource::Json(user.render(scope.base).json));
             }
+            page.total += 1;
         }
     }
-    Ok(paginate(matched, start, count))
-}
-
-pub fn paginate(all: Vec<Value>, start: u64, count: u64) -> Page {
-    let total = all.len() as u64;
-    let resources = all
-        .into_iter()
-        .skip(usize::try_from(start).unwrap_or(usize::MAX))
-        .take(usize::try_from(count).unwrap_or(usize::MAX))
-        .collect();
-    Page { total, resources }
+    Ok(page)
 }
 
 pub fn comp_str(v: &filter::CompValue) -> Option<String> {
@@ -455,5 +621,134 @@ pub fn comp_str(v: &filter::CompValue) -> Option<String> {
         filter::CompValue::Num(n) => Some(n.to_string()),
         filter::CompValue::Bool(b) => Some(b.to_string()),
         filter::CompValue::Null => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const BASE: &str = "https://scim.example/scim/v2/c1";
+    const CUSTOM: &str = "urn:ietf:params:scim:schemas:extension:Custom:2.0:User";
+
+    /// A record as the store could hold it: `active` out of step with the state (the state
+    /// decides), escapes in names and values, an extension, an empty extension object, a
+    /// nested object, and attribute names on both sides of the server's in key order.
+    fn record() -> UserRecord {
+        let Value::Object(attributes) = json!({
+            "active": true,
+            "addresses": [{"type": "work", "locality": "Zürich"}],
+            "displayName": "Ann \"A\" \\ B",
+            "emails": [{"primary": true, "type": "work", "value": "ann@example.com"}],
+            "x-\"q\"": {"n": [1, 2.5, null]},
+            "name": {"familyName": "B", "givenName": "Ann"},
+            "title": "Eng",
+            "userName": "ann@example.com",
+            (CUSTOM): {},
+            (schema::ENTERPRISE_USER_SCHEMA): {"department": "R&D", "manager": {"value": "m1"}},
+        }) else {
+            unreachable!("an object literal")
+        };
+        UserRecord {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            state: UserState::Disabled,
+            role: roles::USER.into(),
+            source: Source::Scim,
+            created: "2026-01-02T03:04:05.006Z".into(),
+            last_modified: "2026-02-03T04:05:06.007Z".into(),
+            version: 7,
+            attributes,
+        }
+    }
+
+    /// What the resource must be: the attributes, with `schemas`, `id`, `active` (from the
+    /// state) and `meta` set by the server.
+    fn expected(rec: &UserRecord) -> Value {
+        let mut obj = rec.attributes.clone();
+        obj.insert("schemas".into(), json!([schema::USER_SCHEMA, schema::ENTERPRISE_USER_SCHEMA]));
+        obj.insert("id".into(), json!(rec.id));
+        obj.insert("active".into(), json!(false));
+        obj.insert(
+            "meta".into(),
+            json!({
+                "resourceType": "User",
+                "created": rec.created,
+                "lastModified": rec.last_modified,
+                "version": "W/\"7\"",
+                "location": format!("{BASE}/Users/{}", rec.id),
+            }),
+        );
+        Value::Object(obj)
+    }
+
+    #[test]
+    fn a_stored_user_renders_byte_for_byte_as_serde_json_writes_its_resource() {
+        let rec = record();
+        let rendered = rec.render(BASE).expect("render");
+        let want = serde_json::to_vec(&expected(&rec)).expect("json");
+        assert_eq!(String::from_utf8_lossy(&rendered.json), String::from_utf8_lossy(&want));
+        assert_eq!(rendered.version, 7);
+        assert_eq!(rendered.location, format!("{BASE}/Users/{}", rec.id));
+    }
+
+    #[test]
+    fn a_corrupt_stored_user_is_an_internal_error_naming_the_key() {
+        for bytes in [
+            &b"{"[..],
+            b"[]",
+            br#"{"id":"x"}"#,
+            br#"{"id":"x","state":"gone","created":"","lastModified":"","version":1,"attributes":{}}"#,
+        ] {
+            let e = Stored::parse(bytes, "v1/t/user/x").err().expect("corrupt");
+            assert_eq!(e.status, http::StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(e.detail.contains("v1/t/user/x"), "{}", e.detail);
+        }
+    }
+
+    /// `filter_view` holds only what a filter reads, and every filter answers on it as on the
+    /// whole resource.
+    #[test]
+    fn a_filter_answers_on_the_filter_view_as_on_the_whole_resource() {
+        let rec = record();
+        let bytes = serde_json::to_vec(&rec).expect("json");
+        let stored = Stored::parse(&bytes, "k").expect("parse");
+        let whole = expected(&rec);
+        let filters = [
+            r#"userName eq "ann@example.com""#,
+            r#"USERNAME eq "ANN@example.com""#,
+            r#"userName eq "bob@example.com""#,
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName eq "ann@example.com""#,
+            r#"department eq "R&D""#,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D""#,
+            r#"manager.value eq "m1""#,
+            r#"emails[type eq "work" and primary eq true].value sw "ann""#,
+            r#"emails.value co "example""#,
+            r#"name.givenName eq "Ann" and title pr"#,
+            r#"displayName co "\"A\"""#,
+            "active eq false",
+            "active eq true",
+            r#"id eq "0123456789abcdef0123456789abcdef""#,
+            r#"meta.lastModified gt "2026-02-01T00:00:00Z""#,
+            r#"meta.resourceType eq "User""#,
+            r#"schemas eq "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User""#,
+            "not (title pr) or nickName pr",
+            r#"addresses[locality eq "Zürich"]"#,
+        ];
+        let mut matched = 0;
+        for text in filters {
+            let f = filter::parse(text).expect(text);
+            let view = stored.filter_view(&f, BASE);
+            let want = filter::matches(&f, &whole, &case_exact);
+            assert_eq!(filter::matches(&f, &view, &case_exact), want, "{text}: {view}");
+            matched += usize::from(want);
+            let Value::Object(view) = view else { unreachable!("an object") };
+            assert!(
+                view.len() < whole.as_object().map_or(0, Map::len),
+                "{text}: the view is the whole resource"
+            );
+        }
+        assert_eq!(matched, 16, "all but bob, `active eq true` and the `not`");
     }
 }

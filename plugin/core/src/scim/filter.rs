@@ -906,6 +906,26 @@ pub fn matches(filter: &Filter, resource: &Value, case_exact: &dyn Fn(&AttrPath)
     Evaluator { case_exact, parent: None }.eval(filter, resource)
 }
 
+/// Whether [`matches`] may read the resource's top-level attribute `key` when evaluating
+/// `filter`, so a caller can build only those attributes of a stored record. Mirrors
+/// [`lookup`]: a bare name is looked up case-insensitively, then inside every `urn:` object;
+/// a URN-qualified one inside that URN's object, or at the top level for a core schema.
+pub fn reads(filter: &Filter, key: &str) -> bool {
+    let path_reads = |p: &AttrPath| match p.urn.as_deref() {
+        None => key.eq_ignore_ascii_case(&p.name) || starts_with_ci(key, "urn:"),
+        Some(urn) => {
+            key.eq_ignore_ascii_case(urn) || (is_core_schema(urn) && key.eq_ignore_ascii_case(&p.name))
+        }
+    };
+    match filter {
+        Filter::Present(p) | Filter::Compare(p, _, _) => path_reads(p),
+        // `inner` and `then` are evaluated inside the elements of `attr`.
+        Filter::ValuePath { attr, .. } => path_reads(attr),
+        Filter::And(l, r) | Filter::Or(l, r) => reads(l, key) || reads(r, key),
+        Filter::Not(inner) => reads(inner, key),
+    }
+}
+
 struct Evaluator<'a> {
     case_exact: &'a dyn Fn(&AttrPath) -> bool,
     /// The multi-valued attribute whose elements are being filtered (`emails` in

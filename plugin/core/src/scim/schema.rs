@@ -1028,18 +1028,28 @@ pub fn member_ids(value: &Value) -> ScimResult<Vec<String>> {
 /// The `schemas` array of a response for a resource with these stored attributes: the core
 /// URN, the enterprise URN if its object is present and non-empty, and the key of every
 /// other extension object present.
-pub fn schemas_for<'a>(kind: ResourceKind, attrs: &'a Map<String, Value>) -> Vec<&'a str> {
+pub fn schemas_for(kind: ResourceKind, attrs: &Map<String, Value>) -> Vec<&str> {
+    let nonempty_object = |v: &Value| v.as_object().is_some_and(|m| !m.is_empty());
+    schemas_of(kind, attrs.iter().map(|(k, v)| (k.as_str(), nonempty_object(v))))
+}
+
+/// [`schemas_for`] over (top-level key, whether its value is a non-empty object), in key
+/// order: for a record whose values are not parsed (`users::Stored`).
+pub fn schemas_of<'a>(
+    kind: ResourceKind,
+    attrs: impl Iterator<Item = (&'a str, bool)> + Clone,
+) -> Vec<&'a str> {
     let mut out: Vec<&'a str> = vec![kind.core().id];
     for ext in kind.extensions() {
-        if attrs.get(ext.id).and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+        if attrs.clone().any(|(k, object)| object && k == ext.id) {
             out.push(ext.id);
         }
     }
-    for (key, value) in attrs {
+    for (key, object) in attrs {
         let is_extension =
-            matches!(locate(kind, key), Located { container: Container::Other(_), attr: None, .. });
-        if is_extension && value.as_object().is_some_and(|m| !m.is_empty()) {
-            out.push(key.as_str());
+            || matches!(locate(kind, key), Located { container: Container::Other(_), attr: None, .. });
+        if object && is_extension() {
+            out.push(key);
         }
     }
     out
