@@ -137,24 +137,23 @@ impl<'a> Stored<'a> {
         format!("{base}/Users/{}", self.id.0)
     }
 
-    /// Writes the JSON of [`SERVER_KEYS`]`[which]`.
-    fn write_server_member(&self, which: usize, location: &str, out: &mut Vec<u8>) {
-        match which {
-            0 => out.extend_from_slice(if self.state.is_active() { b"true" } else { b"false" }),
-            1 => write_str(out, &self.id.0),
-            2 => {
+    /// Writes the JSON of the server's member `key` (one of [`SERVER_KEYS`]).
+    fn write_server_member(&self, key: &str, location: &str, out: &mut Vec<u8>) {
+        match key {
+            "active" => out.extend_from_slice(if self.state.is_active() { b"true" } else { b"false" }),
+            "id" => write_str(out, &self.id.0),
+            "meta" => {
                 out.extend_from_slice(b"{\"created\":");
                 write_str(out, &self.created.0);
                 out.extend_from_slice(b",\"lastModified\":");
                 write_str(out, &self.last_modified.0);
                 out.extend_from_slice(b",\"location\":");
                 write_str(out, location);
-                // The ETag, `W/"<version>"`, as a JSON string.
-                out.extend_from_slice(
-                    format!(",\"resourceType\":\"User\",\"version\":\"W/\\\"{}\\\"\"}}", self.version)
-                        .as_bytes(),
-                );
+                out.extend_from_slice(b",\"resourceType\":\"User\",\"version\":");
+                write_str(out, &etag(self.version));
+                out.push(b'}');
             }
+            // "schemas"
             _ => {
                 let extension = |raw: &RawValue| raw.get().starts_with('{') && raw.get() != "{}";
                 let entries = self.attributes.iter().map(|(k, v)| (&*k.0, extension(v)));
@@ -176,7 +175,7 @@ impl<'a> Stored<'a> {
         let location = self.location(base);
         let mut out = Vec::with_capacity(1024);
         out.push(b'{');
-        let mut server = SERVER_KEYS.iter().enumerate().peekable();
+        let mut server = SERVER_KEYS.iter().peekable();
         let key = |out: &mut Vec<u8>, key: &str| {
             if out.len() > 1 {
                 out.push(b',');
@@ -185,18 +184,18 @@ impl<'a> Stored<'a> {
             out.push(b':');
         };
         for (name, raw) in &self.attributes {
-            while let Some((i, k)) = server.next_if(|(_, k)| **k <= &*name.0) {
+            while let Some(k) = server.next_if(|k| **k <= &*name.0) {
                 key(&mut out, k);
-                self.write_server_member(i, &location, &mut out);
+                self.write_server_member(k, &location, &mut out);
             }
             if !SERVER_KEYS.contains(&&*name.0) {
                 key(&mut out, &name.0);
                 out.extend_from_slice(raw.get().as_bytes());
             }
         }
-        for (i, k) in server {
+        for k in server {
             key(&mut out, k);
-            self.write_server_member(i, &location, &mut out);
+            self.write_server_member(k, &location, &mut out);
         }
         out.push(b'}');
         Rendered { json: out, version: self.version, location }
@@ -213,12 +212,12 @@ impl<'a> Stored<'a> {
                 }
             }
         }
-        for (i, key) in SERVER_KEYS.iter().enumerate() {
+        for key in SERVER_KEYS {
             if filter::reads(f, key) {
                 let mut json = Vec::new();
-                self.write_server_member(i, &self.location(base), &mut json);
+                self.write_server_member(key, &self.location(base), &mut json);
                 if let Ok(v) = serde_json::from_slice(&json) {
-                    obj.insert((*key).to_owned(), v);
+                    obj.insert(key.to_owned(), v);
                 }
             }
         }
