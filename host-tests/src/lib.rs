@@ -18,6 +18,7 @@ mod bindings;
 pub mod contention;
 mod host;
 pub mod kv;
+pub mod ports;
 mod target;
 
 pub use bindings::Variables;

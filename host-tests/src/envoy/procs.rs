@@ -2,7 +2,7 @@
 //! when dropped; a test stops, restarts, pauses or kills them on purpose through the methods.
 
 use std::fs::{File, OpenOptions};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -15,13 +15,7 @@ use super::{bins, send_signal};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(40);
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+pub use scim_edge_host_tests::ports::free_port;
 
 fn log_file(path: &Path) -> File {
     OpenOptions::new().create(true).append(true).open(path).expect("open a log file")
