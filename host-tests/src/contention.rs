@@ -217,8 +217,10 @@ where
 }
 
 /// What the API shows after the run, checked from outside: `totalResults` agrees with the
-/// listing, no `userName` or `externalId` twice, each `userName` found by filter is the listed
-/// user, and every group member is a listed user. Returns the number of users.
+/// listing, no `userName` twice, each `userName` found by filter is the listed user, each
+/// `externalId` (shared by default: RFC 7643 does not make it unique) found by filter is
+/// exactly the listed users that have it, and every group member is a listed user. Returns
+/// the number of users.
 pub fn check_through_the_api<F>(base: &str, token: &str, outcome: &Outcome, send: F) -> anyhow::Result<usize>
 where
     F: Fn(http::Request<Bytes>) -> anyhow::Result<http::Response<Bytes>>,
@@ -245,9 +247,10 @@ where
             anyhow::bail!("userName {name} twice: {other} and {id}");
         }
         if let Some(ext) = u.get("externalId").and_then(Value::as_str) {
-            if let Some(other) = external.insert(ext.to_owned(), id.to_owned()) {
-                anyhow::bail!("externalId {ext} twice: {other} and {id}");
-            }
+            external
+                .entry(ext.to_owned())
+                .or_insert_with(std::collections::BTreeSet::new)
+                .insert(id.to_owned());
         }
         let q = format!("{base}/Users?filter=userName%20eq%20%22{}%22", name.replace('@', "%40"));
         let found = get(q)?;
@@ -255,6 +258,20 @@ where
             found.get("totalResults") == Some(&json!(1))
                 && found.pointer("/Resources/0/id").and_then(Value::as_str) == Some(id),
             "userName {name} finds {found}, listed as {id}"
+        );
+    }
+    for (ext, ids) in &external {
+        let found = get(format!("{base}/Users?filter=externalId%20eq%20%22{ext}%22&count=1000"))?;
+        let found_ids: std::collections::BTreeSet<String> = found
+            .get("Resources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.get("id").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        anyhow::ensure!(
+            &found_ids == ids && found.get("totalResults") == Some(&json!(ids.len())),
+            "externalId {ext} finds {found}, listed for {ids:?}"
         );
     }
     for g in &outcome.group_ids {

@@ -404,7 +404,7 @@ async fn put_tenant<S: Store>(
     let (tenant, created) = tenants::put(env, t, &update).await?;
     // Also on update, so that a create whose admin step failed is completed by a retry.
     if let Some((user_name, display_name)) = admin {
-        if index::lookup(env, t, keys::Index::UserName, &user_name).await?.is_none() {
+        if index::lookup(env, t, keys::Index::UserName, &user_name).await?.is_empty() {
             users::create_local(env, t, &user_name, display_name.as_deref(), roles::ADMINISTRATOR).await?;
         }
     }

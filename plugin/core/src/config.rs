@@ -20,6 +20,13 @@
 //! dropped first), `"extraRoles": ["auditor"]` (roles besides `user`, `administrator` and
 //! `system_technician`; they grant what `user` grants), `"defaultTokenLifetimeDays": 365`
 //! (expiry of generated SCIM tokens when the tenant sets none; absent: tokens do not expire).
+//!
+//! Uniqueness: `"uniqueness": {"externalId": false, "groupDisplayName": false}` (both keys
+//! optional, those are the defaults). `userName` is always unique per tenant (ignoring case).
+//! RFC 7643 gives `externalId` no uniqueness (Entra fills it from `mailNickname`, which two
+//! users may share) and Entra allows two groups with one `displayName`, so by default both are
+//! indexed without being unique; `true` makes the attribute unique per tenant and resource
+//! type again (a second resource with the value gets 409 `uniqueness`), and `/Schemas` says so.
 
 use std::fmt;
 
@@ -46,6 +53,19 @@ pub struct Config {
     pub extra_roles: Vec<String>,
     /// Lifetime of generated SCIM tokens when the tenant sets none; `None`: no expiry.
     pub default_token_lifetime_days: Option<u32>,
+    /// Which attributes besides `userName` are unique per tenant.
+    pub uniqueness: UniqueAttributes,
+}
+
+/// The optional uniqueness of attributes RFC 7643 does not make unique (`"uniqueness"`).
+/// Off by default: the values are indexed (filters on them stay cheap) but may be shared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct UniqueAttributes {
+    /// `externalId` of users (among users) and of groups (among groups).
+    pub external_id: bool,
+    /// Group `displayName`, ignoring case.
+    pub group_display_name: bool,
 }
 
 impl Default for Config {
@@ -60,6 +80,7 @@ impl Default for Config {
             log_size: 1000,
             extra_roles: Vec::new(),
             default_token_lifetime_days: None,
+            uniqueness: UniqueAttributes::default(),
         }
     }
 }
@@ -96,6 +117,7 @@ struct Raw {
     log_size: Option<u64>,
     extra_roles: Option<Vec<String>>,
     default_token_lifetime_days: Option<u32>,
+    uniqueness: Option<UniqueAttributes>,
 }
 
 /// A key that is present, `null` included: `Some(None)` for `null`.
@@ -268,6 +290,7 @@ impl Config {
             log_size,
             extra_roles,
             default_token_lifetime_days,
+            uniqueness: raw.uniqueness.unwrap_or_default(),
         })
     }
 }
@@ -384,6 +407,25 @@ mod tests {
         assert!(e.is_some_and(|e| e.0.contains("not a role name")));
         assert!(Config::from_json(r#"{"logSize": 1}"#).is_err());
         assert!(Config::from_json(r#"{"defaultTokenLifetimeDays": 0}"#).is_err());
+    }
+
+    #[test]
+    fn uniqueness_of_external_id_and_group_names_is_off_unless_asked_for() {
+        assert_eq!(
+            Config::default().uniqueness,
+            UniqueAttributes { external_id: false, group_display_name: false }
+        );
+        let c = Config::from_json(r#"{"uniqueness": {"externalId": true}}"#).unwrap();
+        assert_eq!(c.uniqueness, UniqueAttributes { external_id: true, group_display_name: false });
+        let c =
+            Config::from_json(r#"{"uniqueness": {"groupDisplayName": true, "externalId": false}}"#).unwrap();
+        assert_eq!(c.uniqueness, UniqueAttributes { external_id: false, group_display_name: true });
+        let e = Config::from_json(r#"{"uniqueness": {"userName": false}}"#)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(e.contains("unknown field `userName`"), "{e}");
+        assert!(Config::from_json(r#"{"uniqueness": {"externalId": "yes"}}"#).is_err());
     }
 
     #[test]

@@ -12,8 +12,11 @@
 //! - a tenant's current SCIM connection exists, names the tenant back and is not marked off;
 //!   the one a plan change turned off is marked off;
 //! - every user and group record is indexed (`userName`, `externalId`, `displayName`) by the
-//!   entry its current value maps to, and every index entry points to a live record whose
-//!   value maps to that entry; no two records share an entry (so no `userName` twice);
+//!   entry its current value maps to, and every id an index entry names is a live record whose
+//!   value maps to that entry; no two records share a `userName` entry. `externalId` and group
+//!   `displayName` entries may name several records (the default, RFC 7643's): whether they
+//!   may is the configuration's `uniqueness`, which governs new claims and does not rewrite
+//!   stored entries, so the check does not hold stored data to it;
 //! - the dense lists (`users`, `groups`, `members.{group}`) hold exactly the live records
 //!   (resp. memberships), each once, with a `len`, chunks and `pos` keys that agree;
 //! - a membership `m/{group}/{user}` exists iff the group lists the user and the user's
@@ -91,7 +94,7 @@ pub enum ProblemKind {
     IndexDangling { id: String },
     /// An index entry pointing to a record whose value no longer maps to this entry.
     IndexStale { id: String },
-    /// Records that map to the same index entry (e.g. the same `userName`, ignoring case).
+    /// Records that map to the same `userName` entry (the same `userName`, ignoring case).
     Duplicate { index: Index, ids: Vec<String> },
     /// A live record (or membership) missing from its list: unfiltered listing misses it.
     NotListed { list: String, id: String },
@@ -252,8 +255,8 @@ struct ListState {
 struct TenantState {
     users: BTreeMap<String, (String, UserRecord)>,
     groups: BTreeMap<String, (String, GroupRecord)>,
-    /// index entry key → (index, id it holds)
-    index: BTreeMap<String, (Index, String)>,
+    /// index entry key → (index, ids it names)
+    index: BTreeMap<String, (Index, Vec<String>)>,
     /// (group, user) → key
     memberships: BTreeMap<(String, String), String>,
     /// user → (key, groups)
@@ -321,8 +324,8 @@ where
                 }
             }
             Key::Index { tenant, index, .. } => {
-                let id = crate::index::parse_entry(&value).0;
-                tenants.entry(tenant.to_owned()).or_default().index.insert(key.clone(), (index, id));
+                let ids = crate::index::parse_entry(&value).into_iter().map(|h| h.id).collect();
+                tenants.entry(tenant.to_owned()).or_default().index.insert(key.clone(), (index, ids));
             }
             Key::Membership { tenant, group, user } => {
                 if value != b"1" {
@@ -478,7 +481,8 @@ fn str_attr<'a>(attrs: &'a serde_json::Map<String, Value>, name: &str) -> Option
 fn check_tenant<'a>(t: &str, st: &'a TenantState, problems: &mut Vec<Problem>) {
     // Records nothing refers to (a create that failed half-way): garbage, and left out of
     // the index and list expectations below.
-    let referenced: BTreeSet<&str> = st.index.values().map(|(_, id)| id.as_str()).collect();
+    let referenced: BTreeSet<&str> =
+        st.index.values().flat_map(|(_, ids)| ids.iter().map(String::as_str)).collect();
     let positioned =
         |list: List, id: &str| st.lists.get(&list.name()).is_some_and(|(_, l)| l.pos.contains_key(id));
     let mut orphans: BTreeSet<&str> = BTreeSet::new();
@@ -499,7 +503,7 @@ fn check_tenant<'a>(t: &str, st: &'a TenantState, problems: &mut Vec<Problem>) {
         let Some(v) = value else { return };
         let entry = keys::index(t, ix, v);
         match st.index.get(&entry) {
-            Some((_, holder)) if holder == id => {}
+            Some((_, holders)) if holders.iter().any(|h| h == id) => {}
             _ => problems.push(Problem {
                 key: record_key.to_owned(),
                 kind: ProblemKind::NotIndexed { index: ix, value: v.to_owned(), expected_key: entry.clone() },
@@ -525,26 +529,29 @@ fn check_tenant<'a>(t: &str, st: &'a TenantState, problems: &mut Vec<Problem>) {
         want(Index::GroupExternalId, str_attr(&rec.attributes, "externalId"), id, key, problems);
     }
     for (entry, (ix, ids)) in &expected {
-        if ids.len() > 1 {
+        // Only userName is unique whatever the configuration (see the module doc).
+        if ids.len() > 1 && *ix == Index::UserName {
             problems.push(Problem {
                 key: entry.clone(),
                 kind: ProblemKind::Duplicate { index: *ix, ids: ids.clone() },
             });
         }
     }
-    for (entry, (ix, id)) in &st.index {
-        let exists = match ix {
-            Index::UserName | Index::UserExternalId => st.users.contains_key(id),
-            Index::GroupName | Index::GroupExternalId => st.groups.contains_key(id),
-        };
-        let kind = if !exists {
-            ProblemKind::IndexDangling { id: id.clone() }
-        } else if expected.get(entry).is_none_or(|(_, ids)| !ids.contains(id)) {
-            ProblemKind::IndexStale { id: id.clone() }
-        } else {
-            continue;
-        };
-        problems.push(Problem { key: entry.clone(), kind });
+    for (entry, (ix, ids)) in &st.index {
+        for id in ids {
+            let exists = match ix {
+                Index::UserName | Index::UserExternalId => st.users.contains_key(id),
+                Index::GroupName | Index::GroupExternalId => st.groups.contains_key(id),
+            };
+            let kind = if !exists {
+                ProblemKind::IndexDangling { id: id.clone() }
+            } else if expected.get(entry).is_none_or(|(_, want)| !want.contains(id)) {
+                ProblemKind::IndexStale { id: id.clone() }
+            } else {
+                continue;
+            };
+            problems.push(Problem { key: entry.clone(), kind });
+        }
     }
 
     // Lists: what each must hold.

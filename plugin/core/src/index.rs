@@ -1,23 +1,64 @@
-//! Unique indexes (`keys::Index`): claiming a value for a resource id with a create-if-absent
-//! write, so uniqueness holds under concurrent requests on every backend.
+//! Index entries (`keys::Index`): for each value of an indexed attribute, one key that names
+//! the resources holding that value, so a lookup by value reads one key whatever the tenant's
+//! size.
+//!
+//! A **unique** index (`userName` always; `externalId` and group `displayName` when the config
+//! key `uniqueness` asks for it) is claimed with a create-if-absent write, so uniqueness holds
+//! under concurrent requests on every backend. A **shared** index (the default for
+//! `externalId` and group `displayName`, RFC 7643 makes neither unique) holds every resource
+//! with the value, at most [`MAX_HOLDERS`], changed with compare-and-swap on the entry.
+//!
+//! Both kinds store the same value: one `{id} {claimed at, ms}` line per holder. Entries
+//! written when every index was unique hold one such line (or the id alone, before claims
+//! carried their time) and read as an entry with one holder, so a tenant's existing data needs
+//! no migration either way.
 
 use crate::error::{ScimError, ScimResult};
 use crate::keys::{self, Index, List};
-use crate::store::{put_json, Condition, Store, StoreError, Version};
+use crate::store::{put_json, Condition, Store, StoreError, Version, Versioned};
 use crate::{list, Env};
 
-/// An entry's stored value: the id, a space and when it was claimed (ms since the epoch).
-/// Entries written before claims carried their time hold the id alone (time 0).
-fn entry_value(id: &str, now_ms: u64) -> String {
-    format!("{id} {now_ms}")
+/// The most resources one value of a shared index may name: a lookup by a shared value reads
+/// the entry and at most this many records (Entra's shared `mailNickname`s and group names
+/// come in handfuls). One more gets 409 `uniqueness` saying so.
+pub const MAX_HOLDERS: usize = 1000;
+
+/// One resource an entry names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub id: String,
+    /// When it claimed the value (ms since the epoch; 0 for entries older than claim times).
+    pub since: u64,
 }
 
-/// (id, claimed at) of a stored entry.
-pub fn parse_entry(value: &[u8]) -> (String, u64) {
+/// An entry's stored value: a line per holder (see the module doc).
+fn entry_value(holders: &[Holder]) -> String {
+    let lines: Vec<String> = holders.iter().map(|h| format!("{} {}", h.id, h.since)).collect();
+    lines.join("\n")
+}
+
+/// The holders of a stored entry, each once, in the order they claimed it.
+pub fn parse_entry(value: &[u8]) -> Vec<Holder> {
     let text = String::from_utf8_lossy(value);
-    match text.split_once(' ') {
-        Some((id, ms)) => (id.to_owned(), ms.parse().unwrap_or(0)),
-        None => (text.into_owned(), 0),
+    let mut out: Vec<Holder> = Vec::new();
+    for line in text.split('\n').filter(|l| !l.is_empty()) {
+        let h = match line.split_once(' ') {
+            Some((id, ms)) => Holder { id: id.to_owned(), since: ms.parse().unwrap_or(0) },
+            None => Holder { id: line.to_owned(), since: 0 },
+        };
+        if !out.iter().any(|x| x.id == h.id) {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// Whether `ix` is unique under the configuration.
+pub fn is_unique(ix: Index, config: &crate::Config) -> bool {
+    match ix {
+        Index::UserName => true,
+        Index::UserExternalId | Index::GroupExternalId => config.uniqueness.external_id,
+        Index::GroupName => config.uniqueness.group_display_name,
     }
 }
 
@@ -26,29 +67,40 @@ pub fn parse_entry(value: &[u8]) -> (String, u64) {
 /// beyond any request's lifetime, so a rename still in progress is never overtaken.
 const STALE_CLAIM_MS: u64 = 60_000;
 
-/// The id a value is indexed to, if any.
+/// The ids a value is indexed to (one at most in a unique index), in the order they claimed
+/// it. Some may be leftovers of a request that failed half-way: callers read the records.
 pub async fn lookup<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
     ix: Index,
     value: &str,
-) -> ScimResult<Option<String>> {
+) -> ScimResult<Vec<String>> {
     let key = keys::index(tenant, ix, value);
-    Ok(env.store.get(&key).await?.map(|v| parse_entry(&v.value).0))
+    Ok(env
+        .store
+        .get(&key)
+        .await?
+        .map(|v| parse_entry(&v.value).into_iter().map(|h| h.id).collect())
+        .unwrap_or_default())
 }
 
-/// Claims `value` for `id`. Claiming a value already held by the same id succeeds (retries
-/// are idempotent); held by another id → 409 uniqueness.
+/// Claims `value` for `id`. Claiming a value the entry already names `id` for succeeds
+/// (retries are idempotent). In a unique index a value held by another id is 409 uniqueness;
+/// in a shared one `id` joins the holders (409 only past [`MAX_HOLDERS`]).
 ///
 /// Two kinds of leftovers of a request that failed half-way (a store outage between the claim
-/// and its undo) are taken over, with compare-and-swap on the entry's version:
-/// - an entry held by an id whose record does not exist: creates write their record *before*
-///   claiming (see [`register`]) and deletes remove the record before releasing, so nothing
-///   in progress looks like that. Without the take-over that value would answer 409 for ever,
-///   and Entra, whose create timed out, would retry into that 409 for ever too;
-/// - an entry whose record no longer has the value, claimed more than [`STALE_CLAIM_MS`] ago:
+/// and its undo) are taken over (unique) or dropped (shared, when the entry is full), with
+/// compare-and-swap on the entry's version:
+/// - a holder whose record does not exist: creates write their record *before* claiming (see
+///   [`register`]) and deletes remove the record before releasing, so nothing in progress
+///   looks like that. Without the take-over that value would answer 409 for ever, and Entra,
+///   whose create timed out, would retry into that 409 for ever too;
+/// - a holder whose record no longer has the value, claimed more than [`STALE_CLAIM_MS`] ago:
 ///   a rename claims the new value before writing the record, so a younger such entry may be a
 ///   rename in progress and is respected.
+///
+/// A shared entry's leftovers change no answer (a lookup reads the records and the filter
+/// decides), so they are only looked for when the entry is full.
 pub async fn claim<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -57,40 +109,78 @@ pub async fn claim<S: Store>(
     id: &str,
 ) -> ScimResult<()> {
     let key = keys::index(tenant, ix, value);
+    let unique = is_unique(ix, env.config);
     let taken = || ScimError::uniqueness(format!("{} {value:?} is already in use in this tenant", label(ix)));
     let now = env.clock.now_millis();
-    let mine = entry_value(id, now);
-    for _ in 0..CLAIM_ATTEMPTS {
-        match env.store.put(&key, mine.as_bytes(), Condition::Absent).await {
+    let mine = Holder { id: id.to_owned(), since: now };
+    let attempts = if unique { CLAIM_ATTEMPTS } else { SHARED_ATTEMPTS };
+    for attempt in 0..attempts {
+        match env
+            .store
+            .put(&key, entry_value(std::slice::from_ref(&mine)).as_bytes(), Condition::Absent)
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
         // Released meanwhile: try again.
         let Some(held) = env.store.get(&key).await? else { continue };
-        let (holder, since) = parse_entry(&held.value);
-        if holder == id {
+        let mut holders = parse_entry(&held.value);
+        if holders.iter().any(|h| h.id == id) {
             return Ok(());
         }
-        if keys::valid_id(&holder) {
-            if let Some(record) = env.store.get(&record_key(tenant, ix, &holder)).await? {
-                let still_has_it = record_value(ix, &record.value).is_none_or(|v| same(ix, &v, value));
-                if still_has_it || now.saturating_sub(since) < STALE_CLAIM_MS {
-                    return Err(taken());
+        if unique || holders.len() >= MAX_HOLDERS {
+            let mut kept = Vec::with_capacity(holders.len());
+            for h in holders {
+                if !leftover(env, tenant, ix, value, &h, now).await? {
+                    kept.push(h);
                 }
             }
+            holders = kept;
+            if unique && !holders.is_empty() {
+                return Err(taken());
+            }
+            if holders.len() >= MAX_HOLDERS {
+                return Err(ScimError::uniqueness(format!(
+                    "{} {value:?} is already shared by {MAX_HOLDERS} resources in this tenant, the most scim-edge allows",
+                    label(ix)
+                )));
+            }
         }
-        match env.store.put(&key, mine.as_bytes(), Condition::Version(held.version)).await {
+        holders.push(mine.clone());
+        match env.store.put(&key, entry_value(&holders).as_bytes(), Condition::Version(held.version)).await {
             Ok(_) => return Ok(()),
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => env.clock.pause(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
     Err(StoreError::Conflict.into())
 }
 
+/// Whether holder `h` of `value`'s entry is a leftover (see [`claim`]).
+async fn leftover<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    ix: Index,
+    value: &str,
+    h: &Holder,
+    now: u64,
+) -> ScimResult<bool> {
+    if !keys::valid_id(&h.id) {
+        return Ok(true);
+    }
+    let Some(record) = env.store.get(&record_key(tenant, ix, &h.id)).await? else { return Ok(true) };
+    let still_has_it = record_value(ix, &record.value).is_none_or(|v| same(ix, &v, value));
+    Ok(!still_has_it && now.saturating_sub(h.since) >= STALE_CLAIM_MS)
+}
+
+/// Rounds of compare-and-swap on a shared entry before a contended change gives up (409,
+/// retry): every round one of the contenders wins, so this is the crowd it serves at once.
+const SHARED_ATTEMPTS: u32 = 32;
+
 /// Rounds of create-if-absent / take-over before a contended claim gives up (409, retry).
-const CLAIM_ATTEMPTS: usize = 4;
+const CLAIM_ATTEMPTS: u32 = 4;
 
 /// The value a stored record has for index `ix`; `None` if the record does not decode (then
 /// it is treated as holding the value).
@@ -113,7 +203,7 @@ fn record_key(tenant: &str, ix: Index, id: &str) -> String {
     }
 }
 
-/// Releases `value` if it is still indexed to `id`.
+/// Removes `id` from `value`'s entry (deleting the entry when it was the last holder).
 pub async fn release<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -122,15 +212,29 @@ pub async fn release<S: Store>(
     id: &str,
 ) -> ScimResult<()> {
     let key = keys::index(tenant, ix, value);
-    if let Some(v) = env.store.get(&key).await? {
-        if parse_entry(&v.value).0 == id {
-            match env.store.delete(&key, Condition::Version(v.version)).await {
-                Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e.into()),
-            }
+    for attempt in 0..SHARED_ATTEMPTS {
+        let Some(Versioned { value: held, version }) = env.store.get(&key).await? else { return Ok(()) };
+        let mut holders = parse_entry(&held);
+        let before = holders.len();
+        holders.retain(|h| h.id != id);
+        if holders.len() == before {
+            return Ok(());
+        }
+        let written = if holders.is_empty() {
+            env.store.delete(&key, Condition::Version(version)).await
+        } else {
+            env.store
+                .put(&key, entry_value(&holders).as_bytes(), Condition::Version(version))
+                .await
+                .map(|_| ())
+        };
+        match written {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Conflict) => env.clock.pause(attempt).await,
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Err(StoreError::Conflict.into())
 }
 
 /// Files a new resource, whose record was just written at `record_key`: claims its `entries`
@@ -273,8 +377,8 @@ impl Change {
 }
 
 /// Candidate ids for a filter from an equality in its top-level `and` chain on `id` or on an
-/// indexed attribute (`indexed`: attribute name → index), or `None` when the filter needs a
-/// scan. Attributes may carry the resource's core schema URN (`core_urn`).
+/// indexed attribute (`indexed`: attribute name → index): every holder of the value (at most
+/// [`MAX_HOLDERS`]), which the caller filters; or `None` when the filter needs a scan. Attributes may carry the resource's core schema URN (`core_urn`).
 pub async fn candidates<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -291,7 +395,7 @@ pub async fn candidates<S: Store>(
             return Ok(Some(if keys::valid_id(&v) { vec![v] } else { vec![] }));
         }
         if let Some((_, ix)) = indexed.iter().find(|(name, _)| path.name.eq_ignore_ascii_case(name)) {
-            return Ok(Some(lookup(env, tenant, *ix, &v).await?.into_iter().collect()));
+            return Ok(Some(lookup(env, tenant, *ix, &v).await?));
         }
     }
     Ok(None)

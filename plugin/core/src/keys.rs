@@ -5,8 +5,11 @@
 //! v1/conn/{conn}                             SCIM connection: tenant, SHA-256 of the token, createdAt, lastUsedAt
 //! v1/t/{tenant}/u/{id}                       user record (state, role, SCIM resource, meta)
 //! v1/t/{tenant}/g/{id}                       group record (SCIM resource without members, meta)
-//! v1/t/{tenant}/ix/{index}/{value}           unique index → "{resource id} {claimed at, ms}"
+//! v1/t/{tenant}/ix/{index}/{value}           index entry → the resources with that value, one
+//!                                            "{resource id} {claimed at, ms}" line each
 //!     index = userName (lower-cased), userExternalId, groupName (lower-cased), groupExternalId
+//!     userName is unique (one line); the others name up to `index::MAX_HOLDERS` resources
+//!     unless the config key `uniqueness` makes them unique (`crate::index`)
 //! v1/t/{tenant}/m/{group}/{user}             membership: present ⇔ user is a member of group
 //! v1/t/{tenant}/ug/{user}                    ids of the groups the user belongs to (JSON array)
 //! v1/t/{tenant}/list/{list}/len              dense list of ids: its length
@@ -79,13 +82,13 @@ pub fn group(t: &str, id: &str) -> String {
     format!("v1/t/{t}/g/{id}")
 }
 
-/// The unique indexes.
+/// The indexes (which are unique: `crate::index::is_unique`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Index {
     /// Case-insensitive (RFC 7643: `userName` is caseExact=false).
     UserName,
     UserExternalId,
-    /// Case-insensitive; Entra requires unique group display names.
+    /// Case-insensitive (group `displayName` is caseExact=false).
     GroupName,
     GroupExternalId,
 }

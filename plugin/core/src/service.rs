@@ -490,11 +490,11 @@ async fn scim<S: Store>(
         }
         ScimEndpoint::Schemas => {
             read_only(m)?;
-            Ok(scim_value(StatusCode::OK, &schema::schemas_list(scope.base)))
+            Ok(scim_value(StatusCode::OK, &schema::schemas_list(scope.base, &env.config.uniqueness)))
         }
         ScimEndpoint::Schema(id) => {
             read_only(m)?;
-            let s = schema::schema(scope.base, &id)
+            let s = schema::schema(scope.base, &id, &env.config.uniqueness)
                 .ok_or_else(|| ScimError::not_found(format!("Schema {id:?} not found")))?;
             Ok(scim_value(StatusCode::OK, &s))
         }

@@ -277,10 +277,10 @@ pub async fn create<S: Store>(
     let attrs = schema::normalize(ResourceKind::User, body)?;
     limits::check_resource(&attrs, &env.config.limits)?;
     let user_name = str_attr(&attrs, "userName").unwrap_or_default();
-    if let Some(id) = index::lookup(env, scope.tenant, Index::UserName, user_name).await? {
-        if let Some((old, _)) = load(env, scope.tenant, &id).await? {
+    if let Some(id) = index::lookup(env, scope.tenant, Index::UserName, user_name).await?.first() {
+        if let Some((old, _)) = load(env, scope.tenant, id).await? {
             if old.source == Source::Local {
-                let rec = update(env, scope, &id, Some(Source::Scim), |_| Ok(attrs.clone())).await?;
+                let rec = update(env, scope, id, Some(Source::Scim), |_| Ok(attrs.clone())).await?;
                 return Ok((rec, Created::MatchedLocal));
             }
         }

@@ -236,6 +236,8 @@ struct Model {
     t: Tenant,
     users: Vec<MUser>,
     groups: Vec<MGroup>,
+    /// Whether the config key `uniqueness` makes externalId and group displayName unique.
+    unique: bool,
 }
 
 impl Model {
@@ -251,14 +253,19 @@ impl Model {
             .any(|u| Some(u.id.as_str()) != except && u.user_name.to_lowercase() == name.to_lowercase())
     }
     fn ext_taken(&self, ext: Option<&str>, except: Option<&str>) -> bool {
-        ext.is_some_and(|e| {
-            self.users.iter().any(|u| Some(u.id.as_str()) != except && u.external_id.as_deref() == Some(e))
-        })
+        self.unique
+            && ext.is_some_and(|e| {
+                self.users
+                    .iter()
+                    .any(|u| Some(u.id.as_str()) != except && u.external_id.as_deref() == Some(e))
+            })
     }
     fn group_taken(&self, name: &str, except: Option<&str>) -> bool {
-        self.groups
-            .iter()
-            .any(|g| Some(g.id.as_str()) != except && g.name.to_lowercase() == name.to_lowercase())
+        self.unique
+            && self
+                .groups
+                .iter()
+                .any(|g| Some(g.id.as_str()) != except && g.name.to_lowercase() == name.to_lowercase())
     }
     /// Member ids for user indexes (deduplicated; none if there are no users).
     fn member_ids(&self, users: &[usize]) -> Vec<String> {
@@ -497,7 +504,8 @@ fn agrees(host: &Host, m: &Model) -> Result<(), TestCaseError> {
     want.sort();
     prop_assert_eq!(&api, &want);
 
-    // Every user is found by its userName (in another case) and its externalId, once.
+    // Every user is found by its userName (in another case), once, and by its externalId
+    // with every user that shares it.
     for u in &m.users {
         let q = format!("Users?filter=userName%20eq%20%22{}%22", u.user_name.to_uppercase());
         let (_, l) = host.scim(&m.t, "GET", &q, None);
@@ -505,8 +513,19 @@ fn agrees(host: &Host, m: &Model) -> Result<(), TestCaseError> {
         prop_assert_eq!(l["Resources"][0]["id"].as_str(), Some(u.id.as_str()));
         if let Some(e) = &u.external_id {
             let (_, l) = host.scim(&m.t, "GET", &format!("Users?filter=externalId%20eq%20%22{e}%22"), None);
-            prop_assert_eq!(l["totalResults"].as_u64(), Some(1));
+            let sharing = m.users.iter().filter(|x| x.external_id.as_deref() == Some(e)).count();
+            prop_assert_eq!(l["totalResults"].as_u64(), Some(sharing as u64));
+            let found = l["Resources"].as_array().unwrap().iter().any(|x| x["id"] == json!(u.id));
+            prop_assert!(found, "{} not found by its externalId", u.id);
         }
+    }
+    // Every group is found by its displayName (in another case) with every group that shares it.
+    for g in &m.groups {
+        let q =
+            format!("Groups?filter=displayName%20eq%20%22{}%22", g.name.to_uppercase().replace(' ', "%20"));
+        let (_, l) = host.scim(&m.t, "GET", &q, None);
+        let sharing = m.groups.iter().filter(|x| x.name.to_lowercase() == g.name.to_lowercase()).count();
+        prop_assert_eq!(l["totalResults"].as_u64(), Some(sharing as u64), "{}", q);
     }
     // Group membership as the user sees it (members filter) agrees with the member lists.
     let mut by_user: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -528,11 +547,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_sequence_of_operations_keeps_the_store_consistent(ops in prop::collection::vec(op(), 1..60)) {
-        let host = Host::new();
+    fn any_sequence_of_operations_keeps_the_store_consistent(
+        ops in prop::collection::vec(op(), 1..60),
+        unique in any::<bool>(),
+    ) {
+        let host = if unique {
+            Host::with_config(r#""uniqueness": {"externalId": true, "groupDisplayName": true}"#)
+        } else {
+            Host::new()
+        };
         let mut models = [
-            Model { t: host.tenant("alpha"), users: vec![], groups: vec![] },
-            Model { t: host.tenant("beta"), users: vec![], groups: vec![] },
+            Model { t: host.tenant("alpha"), users: vec![], groups: vec![], unique },
+            Model { t: host.tenant("beta"), users: vec![], groups: vec![], unique },
         ];
         for (tenant, op) in &ops {
             step(&host, &mut models[*tenant], op)?;

@@ -19,6 +19,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::config::UniqueAttributes;
 use crate::error::{ScimError, ScimResult};
 use crate::scim::filter::AttrPath;
 
@@ -1083,8 +1084,33 @@ fn attr_json(def: &AttrDef) -> Value {
     Value::Object(m)
 }
 
-fn schema_json(base: &str, schema: &SchemaDef) -> Value {
-    let attributes: Vec<Value> = schema.attributes.iter().map(attr_json).collect();
+/// The uniqueness in force for an attribute of `schema`: group `displayName` and `externalId`
+/// are unique only when the configuration says so (`crate::config::UniqueAttributes`).
+fn attr_json_in_force(schema: &SchemaDef, def: &AttrDef, unique: &UniqueAttributes) -> Value {
+    let mut v = attr_json(def);
+    let server = match (schema.id, def.name) {
+        (GROUP_SCHEMA, "displayName") => unique.group_display_name,
+        (_, "externalId") => unique.external_id,
+        _ => return v,
+    };
+    if let Some(m) = v.as_object_mut() {
+        let uniqueness = if server { Uniqueness::Server } else { Uniqueness::None };
+        m.insert("uniqueness".into(), uniqueness.as_str().into());
+    }
+    v
+}
+
+fn schema_json(base: &str, schema: &SchemaDef, unique: &UniqueAttributes) -> Value {
+    let mut attributes: Vec<Value> =
+        schema.attributes.iter().map(|a| attr_json_in_force(schema, a, unique)).collect();
+    // `externalId` is a common attribute, which RFC 7643 §8.7.1 leaves out of the schemas; it is
+    // listed on the resources' core schemas when made unique, since that is not RFC 7643's.
+    let core = schema.id == USER_SCHEMA || schema.id == GROUP_SCHEMA;
+    if core && unique.external_id {
+        if let Some(def) = find(&COMMON, "externalId") {
+            attributes.push(attr_json_in_force(schema, def, unique));
+        }
+    }
     json!({
         "schemas": [SCHEMA_SCHEMA],
         "id": schema.id,
@@ -1110,13 +1136,14 @@ fn list_response(resources: Vec<Value>) -> Value {
 
 /// `GET /Schemas`: a ListResponse of every Schema resource (RFC 7643 §7). `base` is the
 /// connection's SCIM base URL (`https://host/scim/v2/<conn>`); `meta.location`s are absolute.
-pub fn schemas_list(base: &str) -> Value {
-    list_response(ALL_SCHEMAS.iter().map(|s| schema_json(base, s)).collect())
+/// `unique`: the configured uniqueness, which the attributes' `uniqueness` reports.
+pub fn schemas_list(base: &str, unique: &UniqueAttributes) -> Value {
+    list_response(ALL_SCHEMAS.iter().map(|s| schema_json(base, s, unique)).collect())
 }
 
 /// `GET /Schemas/{id}` (id compared ignoring ASCII case, as URNs are).
-pub fn schema(base: &str, id: &str) -> Option<Value> {
-    ALL_SCHEMAS.iter().find(|s| s.id.eq_ignore_ascii_case(id)).map(|s| schema_json(base, s))
+pub fn schema(base: &str, id: &str, unique: &UniqueAttributes) -> Option<Value> {
+    ALL_SCHEMAS.iter().find(|s| s.id.eq_ignore_ascii_case(id)).map(|s| schema_json(base, s, unique))
 }
 
 fn resource_type_json(base: &str, kind: ResourceKind) -> Value {
@@ -1550,7 +1577,7 @@ mod tests {
     #[test]
     fn schemas_discovery_document() {
         let base = "https://scim.example.com/scim/v2/conn1/";
-        let doc = schemas_list(base);
+        let doc = schemas_list(base, &UniqueAttributes::default());
         assert_no_nulls(&doc, "$");
         assert_eq!(doc["schemas"], json!([LIST_RESPONSE_SCHEMA]));
         assert_eq!(doc["totalResults"], 3);
@@ -1591,9 +1618,44 @@ mod tests {
         assert_eq!(attr("name")["subAttributes"].as_array().map(Vec::len), Some(6));
         assert_eq!(attr("profileUrl")["referenceTypes"], json!(["external"]));
 
-        let one = schema(base, "URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER");
+        let one = schema(
+            base,
+            "URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER",
+            &UniqueAttributes::default(),
+        );
         assert_eq!(one.as_ref(), Some(&resources[1]));
-        assert_eq!(schema(base, "urn:nope"), None);
+        assert_eq!(schema(base, "urn:nope", &UniqueAttributes::default()), None);
+    }
+
+    /// `uniqueness` says what the configuration enforces: userName always, group displayName
+    /// and externalId (listed then, RFC 7643 leaves common attributes out) only when asked for.
+    #[test]
+    fn schemas_report_the_uniqueness_in_force() {
+        let attr = |doc: &Value, name: &str| {
+            doc["attributes"].as_array().into_iter().flatten().find(|a| a["name"] == name).cloned()
+        };
+        let base = "https://scim.example.com/scim/v2/conn1";
+        let off = UniqueAttributes::default();
+        let on = UniqueAttributes { external_id: true, group_display_name: true };
+        for unique in [off, on] {
+            let user = schema(base, USER_SCHEMA, &unique).unwrap_or_default();
+            let group = schema(base, GROUP_SCHEMA, &unique).unwrap_or_default();
+            let want = if unique.external_id { "server" } else { "none" };
+            assert_eq!(attr(&user, "userName").map(|a| a["uniqueness"].clone()), Some(json!("server")));
+            assert_eq!(attr(&group, "displayName").map(|a| a["uniqueness"].clone()), Some(json!(want)));
+            for doc in [&user, &group] {
+                let external = attr(doc, "externalId");
+                assert_eq!(external.is_some(), unique.external_id, "{doc}");
+                if let Some(x) = external {
+                    assert_attribute_shape(&x);
+                    assert_eq!(
+                        (x["uniqueness"].clone(), x["caseExact"].clone()),
+                        (json!("server"), json!(true))
+                    );
+                }
+            }
+            assert_eq!(schemas_list(base, &unique)["Resources"][2], group);
+        }
     }
 
     #[test]

@@ -159,6 +159,7 @@ pub async fn entra_lifecycle<T: Target>(t: &mut T, dialect: Dialect) -> Result<R
     run.match_before_create(&a).await?;
     let a = run.create_first_user(a).await?;
     run.duplicate_user(&a).await?;
+    run.shared_external_id(&a).await?;
     run.bad_inputs(&a).await?;
     run.match_after_create(&a).await?;
     run.read_user(&a).await?;
@@ -584,11 +585,19 @@ impl<'t, T: Target> Run<'t, T> {
         self.ok(value.is_none(), &seen, || "the key is absent".into())
     }
 
-    /// An index key holds the id (raw UTF-8 `{id} {claimed at}`, not JSON).
+    /// An index key names the id (raw UTF-8 `{id} {claimed at}` lines, not JSON).
     async fn stored_id(&mut self, key: &str, id: &str) -> Result<(), Failure> {
         let (seen, value) = self.read(key).await;
-        let holds = value.as_deref().is_some_and(|v| crate::index::parse_entry(v).0 == id);
-        self.ok(holds, &seen, || format!("an index entry holding {id}"))
+        let holders = crate::index::parse_entry(value.as_deref().unwrap_or_default());
+        self.ok(holders.iter().any(|h| h.id == id), &seen, || format!("an index entry naming {id}"))
+    }
+
+    /// An index key names exactly these ids, in this order.
+    async fn stored_ids(&mut self, key: &str, ids: &[&str]) -> Result<(), Failure> {
+        let (seen, value) = self.read(key).await;
+        let holders = crate::index::parse_entry(value.as_deref().unwrap_or_default());
+        let found: Vec<&str> = holders.iter().map(|h| h.id.as_str()).collect();
+        self.ok(found == ids, &seen, || format!("an index entry naming {ids:?}"))
     }
 
     /// The user record: `state`, `role` "user", `source` "scim", `attributes.userName`.
@@ -860,6 +869,50 @@ impl<'t, T: Target> Run<'t, T> {
         self.find("Users?", &format!("externalId eq \"{}\"", dup.external_id), &[]).await?;
         let tenant = self.tenant.clone();
         self.stored_absent(&keys::index(&tenant, Index::UserExternalId, &dup.external_id)).await
+    }
+
+    /// RFC 7643 gives `externalId` no uniqueness, and Entra's default mapping fills it from
+    /// `mailNickname`, which two users may share: both are created and both found; changing
+    /// one's externalId moves it, deleting it takes it out of the index.
+    async fn shared_external_id(&mut self, a: &User) -> Result<(), Failure> {
+        self.step("create user: another user with the same externalId");
+        let mut b = self.new_user();
+        b.external_id = a.external_id.clone();
+        let body = Self::user_body(&b, false);
+        let (mut b, _) = self.create_user(b, &body).await?;
+        let by_external = format!("externalId eq \"{}\"", a.external_id);
+        self.find("Users?", &by_external, &[&a.id, &b.id]).await?;
+        let tenant = self.tenant.clone();
+        let shared = keys::index(&tenant, Index::UserExternalId, &a.external_id);
+        self.stored_ids(&shared, &[&a.id, &b.id]).await?;
+
+        self.step("change the shared externalId of one of them");
+        b.external_id = self.guid();
+        let ops = json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": self.op("Replace"), "path": "externalId", "value": b.external_id}
+        ]});
+        let ex = self.scim(Method::PATCH, &format!("Users/{}", b.id), Some(&ops)).await?;
+        if let Some(v) = self.patch_answer(&ex)? {
+            self.eq(&ex.seen, &v, "/externalId", json!(b.external_id))?;
+        }
+        self.find("Users?", &by_external, &[&a.id]).await?;
+        self.find("Users?", &format!("externalId eq \"{}\"", b.external_id), &[&b.id]).await?;
+        self.stored_ids(&shared, &[&a.id]).await?;
+        self.stored_ids(&keys::index(&tenant, Index::UserExternalId, &b.external_id), &[&b.id]).await?;
+
+        self.step("delete the user that shared the externalId");
+        b.external_id.clone_from(&a.external_id);
+        let ops = json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": self.op("Replace"), "path": "externalId", "value": b.external_id}
+        ]});
+        let ex = self.scim(Method::PATCH, &format!("Users/{}", b.id), Some(&ops)).await?;
+        self.patch_answer(&ex)?;
+        self.find("Users?", &by_external, &[&a.id, &b.id]).await?;
+        let ex = self.scim(Method::DELETE, &format!("Users/{}", b.id), None).await?;
+        self.no_content(&ex)?;
+        self.find("Users?", &by_external, &[&a.id]).await?;
+        self.find("Users?", &format!("userName eq \"{}\"", b.user_name), &[]).await?;
+        self.stored_ids(&shared, &[&a.id]).await
     }
 
     async fn get_user(&mut self, id: &str) -> Result<(Seen, Value), Failure> {
@@ -1136,7 +1189,8 @@ impl<'t, T: Target> Run<'t, T> {
         self.stored_id(&keys::index(&tenant, Index::GroupName, &g.display_name), &g.id).await?;
         self.stored_id(&keys::index(&tenant, Index::GroupExternalId, &g.external_id), &g.id).await?;
 
-        self.step("create group: duplicate displayName in another case");
+        self.step("create group: same displayName in another case");
+        // Entra allows two groups with one name, and assigns both to an app.
         let dup = json!({
             "schemas": [GROUP_SCHEMA, ADSCIM_GROUP],
             "externalId": self.guid(),
@@ -1144,8 +1198,17 @@ impl<'t, T: Target> Run<'t, T> {
             "meta": {"resourceType": "Group"}
         });
         let ex = self.scim(Method::POST, "Groups", Some(&dup)).await?;
-        let v = self.scim_error(&ex, 409, Some("uniqueness"))?;
-        self.string_at(&ex.seen, &v, "/detail")?;
+        let v = self.body(&ex, &[201])?;
+        let dup_id = self.string_at(&ex.seen, &v, "/id")?;
+        let by_name = format!("displayName eq \"{}\"", g.display_name);
+        self.find("Groups?excludedAttributes=members&", &by_name, &[&g.id, &dup_id]).await?;
+        let name_key = keys::index(&tenant, Index::GroupName, &g.display_name);
+        self.stored_ids(&name_key, &[&g.id, &dup_id]).await?;
+        self.step("delete the group that shared the displayName");
+        let ex = self.scim(Method::DELETE, &format!("Groups/{dup_id}"), None).await?;
+        self.no_content(&ex)?;
+        self.find("Groups?excludedAttributes=members&", &by_name, &[&g.id]).await?;
+        self.stored_ids(&name_key, &[&g.id]).await?;
 
         self.step("find group");
         let filter = format!("displayName eq \"{}\"", g.display_name);

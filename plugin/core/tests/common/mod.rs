@@ -22,10 +22,16 @@ pub struct Host {
 
 impl Host {
     pub fn new() -> Self {
+        Self::with_config("")
+    }
+    /// `extra`: more config keys (no braces), e.g. `"uniqueness": {"externalId": true}`.
+    pub fn with_config(extra: &str) -> Self {
         let hash = hex::encode(sha2::Sha256::digest(ADMIN.as_bytes()));
+        let extra = if extra.is_empty() { String::new() } else { format!(",{extra}") };
         // No rate limit: the clock stands still, so a bucket would never refill.
         let config =
-            Config::from_json(&format!(r#"{{"adminTokenSha256":"{hash}","rateLimit":null}}"#)).unwrap();
+            Config::from_json(&format!(r#"{{"adminTokenSha256":"{hash}","rateLimit":null{extra}}}"#))
+                .unwrap();
         Host { store: MemStore::new(), clock: FixedClock::default(), random: SeqRandom::new(7), config }
     }
     pub fn request(
