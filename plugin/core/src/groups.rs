@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::error::{ScimError, ScimResult};
 use crate::index;
 use crate::keys::{self, Index, List};
+use crate::scim::etag::Preconditions;
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch::{self, MemberChange};
 use crate::scim::schema::{self, ResourceKind};
@@ -229,31 +230,54 @@ async fn update_user_groups<S: Store>(
     Err(StoreError::Conflict.into())
 }
 
-/// Removes a user from every group it belongs to (hard delete of the user).
+/// Removes a user from every group it belongs to (hard delete of the user). Each group gets a
+/// new version: its members changed, so a client's cached copy (`If-None-Match`) is stale.
 pub async fn remove_user_everywhere<S: Store>(env: &Env<'_, S>, t: &str, uid: &str) -> ScimResult<()> {
     let key = keys::user_groups(t, uid);
     let groups = get_json::<S, Vec<String>>(env.store, &key).await?.map(|(g, _)| g).unwrap_or_default();
     for gid in groups {
         env.store.delete(&keys::membership(t, &gid, uid), Condition::Any).await?;
         list::remove(env, t, &List::Members(gid.clone()), std::slice::from_ref(&uid.to_owned())).await?;
+        match update(env, t, &gid, &Preconditions::NONE, true, |old| Ok(old.attributes.clone())).await {
+            // A group deleted meanwhile needs no new version.
+            Err(e) if e.status == http::StatusCode::NOT_FOUND => {}
+            other => {
+                other?;
+            }
+        }
     }
     env.store.delete(&key, Condition::Any).await?;
     Ok(())
 }
 
-/// Writes new attributes (moving index entries), retried on concurrent changes.
-async fn update<S, F>(env: &Env<'_, S>, t: &str, id: &str, make: F) -> ScimResult<GroupRecord>
+/// Writes the attributes `make` makes of the stored record (moving index entries), retried on
+/// concurrent changes. `pre` is checked against each version read, and the write is
+/// conditional on that version. `touch`: write a new version even if the attributes stay (the
+/// request changes members, which are part of the resource its version tags).
+async fn update<S, F>(
+    env: &Env<'_, S>,
+    t: &str,
+    id: &str,
+    pre: &Preconditions,
+    touch: bool,
+    make: F,
+) -> ScimResult<GroupRecord>
 where
     S: Store,
     F: Fn(&GroupRecord) -> ScimResult<Map<String, Value>>,
 {
     for _ in 0..RETRIES {
         let Some((old, ver)) = load(env, t, id).await? else { return Err(not_found(id)) };
+        pre.check_write(&format!("Group {id}"), &etag(old.version))?;
         let attrs = make(&old)?;
         if attrs == old.attributes {
-            return Ok(old);
+            if !touch {
+                return Ok(old);
+            }
+        } else {
+            // Only a change must fit the limits: a group stored under larger ones stays writable.
+            limits::check_resource(&attrs, &env.config.limits)?;
         }
-        limits::check_resource(&attrs, &env.config.limits)?;
         let rec = GroupRecord {
             attributes: attrs,
             last_modified: time::rfc3339(env.clock.now_millis()),
@@ -274,8 +298,16 @@ where
     Err(StoreError::Conflict.into())
 }
 
-/// PATCH: attribute ops on the record, member ops on the membership keys. Answers 204.
-pub async fn patch<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body: &Value) -> ScimResult<()> {
+/// PATCH: attribute ops on the record, member ops on the membership keys. Answers 204; returns
+/// the group's version for its `ETag`. A PATCH that names members writes a new version first
+/// (conditional on the one `pre` was checked against), then changes the members.
+pub async fn patch<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    id: &str,
+    body: &Value,
+    pre: &Preconditions,
+) -> ScimResult<u64> {
     let t = scope.tenant;
     limits::check_patch_operations(body, &env.config.limits)?;
     let ops = patch::parse_request(body)?;
@@ -296,15 +328,15 @@ pub async fn patch<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body
             check_members(env, t, ids).await?;
         }
     }
-    if !attr_ops.is_empty() {
-        update(env, t, id, |old| {
-            let mut attrs = old.attributes.clone();
+    let rec = update(env, t, id, pre, !changes.is_empty(), |old| {
+        let mut attrs = old.attributes.clone();
+        if !attr_ops.is_empty() {
             patch::apply(ResourceKind::Group, &mut attrs, &attr_ops)?;
             attrs.remove("members");
-            Ok(attrs)
-        })
-        .await?;
-    }
+        }
+        Ok(attrs)
+    })
+    .await?;
     for c in changes {
         match c {
             MemberChange::Add(ids) => add_members(env, t, id, &dedup(ids)).await?,
@@ -316,7 +348,7 @@ pub async fn patch<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str, body
             MemberChange::Replace(ids) => replace_members(env, t, id, dedup(ids)).await?,
         }
     }
-    Ok(())
+    Ok(rec.version)
 }
 
 async fn replace_members<S: Store>(env: &Env<'_, S>, t: &str, id: &str, ids: Vec<String>) -> ScimResult<()> {
@@ -327,12 +359,13 @@ async fn replace_members<S: Store>(env: &Env<'_, S>, t: &str, id: &str, ids: Vec
     add_members(env, t, id, &new).await
 }
 
-/// PUT: replaces attributes and the member list.
+/// PUT: replaces attributes and the member list (a new version when either changes).
 pub async fn replace<S: Store>(
     env: &Env<'_, S>,
     scope: &Scope<'_>,
     id: &str,
     body: &Value,
+    pre: &Preconditions,
 ) -> ScimResult<(GroupRecord, Vec<String>)> {
     let t = scope.tenant;
     let mut attrs = schema::normalize(ResourceKind::Group, body)?;
@@ -342,29 +375,65 @@ pub async fn replace<S: Store>(
         return Err(not_found(id));
     }
     check_members(env, t, &new_members).await?;
-    let rec = update(env, t, id, |_| Ok(attrs.clone())).await?;
+    let current: std::collections::BTreeSet<String> = members(env, t, id).await?.into_iter().collect();
+    let touch = current != new_members.iter().cloned().collect();
+    let rec = update(env, t, id, pre, touch, |_| Ok(attrs.clone())).await?;
     replace_members(env, t, id, new_members.clone()).await?;
     Ok((rec, new_members))
 }
 
-pub async fn delete<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<()> {
+/// DELETE: the group record first, conditional on the version `pre` was checked against, then
+/// its memberships, member list, list position and index entries.
+pub async fn delete<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    id: &str,
+    pre: &Preconditions,
+) -> ScimResult<()> {
     let t = scope.tenant;
-    let Some((rec, _)) = load(env, t, id).await? else { return Err(not_found(id)) };
+    for _ in 0..RETRIES {
+        let Some((rec, ver)) = load(env, t, id).await? else {
+            finish_delete(env, t, id).await?;
+            return Err(not_found(id));
+        };
+        pre.check_write(&format!("Group {id}"), &etag(rec.version))?;
+        match env.store.delete(&keys::group(t, id), Condition::Version(ver)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        clear_members(env, t, id).await?;
+        list::remove(env, t, &List::Groups, std::slice::from_ref(&rec.id)).await?;
+        if let Some(n) = rec.display_name() {
+            index::release(env, t, Index::GroupName, n, id).await?;
+        }
+        if let Some(x) = rec.external_id() {
+            index::release(env, t, Index::GroupExternalId, x, id).await?;
+        }
+        return Ok(());
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Removes every membership of a group and its member list.
+async fn clear_members<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<()> {
     let list_key = List::Members(id.to_owned());
     for uid in list::all(env, t, &list_key).await? {
         env.store.delete(&keys::membership(t, id, &uid), Condition::Any).await?;
         update_user_groups(env, t, &uid, |g| g.retain(|x| x != id)).await?;
     }
-    list::clear(env, t, &list_key).await?;
-    list::remove(env, t, &List::Groups, std::slice::from_ref(&rec.id)).await?;
-    env.store.delete(&keys::group(t, id), Condition::Any).await?;
-    if let Some(n) = rec.display_name() {
-        index::release(env, t, Index::GroupName, n, id).await?;
+    list::clear(env, t, &list_key).await
+}
+
+/// What a delete that failed after removing the record leaves (its members, its list
+/// position) is removed when the delete is retried. One read when nothing is left. (Index
+/// entries naming a missing record are taken over or dropped by later claims.)
+async fn finish_delete<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<()> {
+    if !keys::valid_id(id) || !list::contains(env, t, &List::Groups, id).await? {
+        return Ok(());
     }
-    if let Some(x) = rec.external_id() {
-        index::release(env, t, Index::GroupExternalId, x, id).await?;
-    }
-    Ok(())
+    clear_members(env, t, id).await?;
+    list::remove(env, t, &List::Groups, &[id.to_owned()]).await
 }
 
 fn case_exact(p: &filter::AttrPath) -> bool {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::error::{ScimError, ScimResult, SCIM_CONTENT_TYPE};
 use crate::limits::{self, Limits};
 use crate::router::{self, param, Route, ScimEndpoint};
+use crate::scim::etag::Preconditions;
 use crate::scim::projection::{project, wants};
 use crate::scim::schema::ResourceKind;
 use crate::scim::{filter, schema};
@@ -209,13 +210,32 @@ fn scim_response(
 }
 
 fn scim_value(status: StatusCode, body: &Value) -> http::Response<Bytes> {
-    let meta = |name: &str| body.get("meta").and_then(|m| m.get(name)).and_then(Value::as_str);
-    scim_response(status, serde_json::to_vec(body).unwrap_or_default(), meta("version"), meta("location"))
+    scim_response(
+        status,
+        serde_json::to_vec(body).unwrap_or_default(),
+        meta(body, "version"),
+        meta(body, "location"),
+    )
+}
+
+fn meta<'v>(body: &'v Value, name: &str) -> Option<&'v str> {
+    body.get("meta").and_then(|m| m.get(name)).and_then(Value::as_str)
 }
 
 fn no_content() -> http::Response<Bytes> {
     let mut res = http::Response::new(Bytes::new());
     *res.status_mut() = StatusCode::NO_CONTENT;
+    res
+}
+
+/// An answer without a body that carries the resource's `ETag`: 204 after a group PATCH, 304
+/// Not Modified for a GET whose `If-None-Match` matched (RFC 7232 §4.1).
+fn bodiless(status: StatusCode, etag: &str) -> http::Response<Bytes> {
+    let mut res = http::Response::new(Bytes::new());
+    *res.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
     res
 }
 
@@ -398,9 +418,18 @@ fn projected(json: Vec<u8>, q: &Query) -> Vec<u8> {
     }
 }
 
+/// A single resource's answer; its `ETag` and `Location` are taken before the projection,
+/// which may leave `meta` out.
 fn single(mut resource: Value, q: &Query, status: StatusCode) -> http::Response<Bytes> {
+    let etag = meta(&resource, "version").map(str::to_owned);
+    let location = meta(&resource, "location").map(str::to_owned);
     project(&mut resource, q.attributes(), q.excluded());
-    scim_value(status, &resource)
+    scim_response(
+        status,
+        serde_json::to_vec(&resource).unwrap_or_default(),
+        etag.as_deref(),
+        location.as_deref(),
+    )
 }
 
 fn single_user(user: users::Rendered, q: &Query, status: StatusCode) -> http::Response<Bytes> {
@@ -416,6 +445,8 @@ async fn scim<S: Store>(
 ) -> ScimResult<http::Response<Bytes>> {
     let q = Query::from_url(req.uri().query());
     let m = req.method();
+    // If-Match / If-None-Match (RFC 7644 §3.14) on a single resource.
+    let pre = Preconditions::from_headers(req.headers());
     match endpoint {
         ScimEndpoint::Users => match *m {
             Method::GET => search(env, scope, Searched::Users, &q).await,
@@ -430,17 +461,24 @@ async fn scim<S: Store>(
             _ => Err(ScimError::method_not_allowed("GET, POST")),
         },
         ScimEndpoint::User(id) => match *m {
-            Method::GET => Ok(single_user(users::get(env, scope, id).await?, &q, StatusCode::OK)),
+            Method::GET => {
+                let user = users::get(env, scope, id).await?;
+                let etag = users::etag(user.version);
+                if pre.check_read(&format!("User {id}"), &etag)? {
+                    return Ok(bodiless(StatusCode::NOT_MODIFIED, &etag));
+                }
+                Ok(single_user(user, &q, StatusCode::OK))
+            }
             Method::PUT => {
-                let rec = users::replace(env, scope, id, &json_body(req)?).await?;
+                let rec = users::replace(env, scope, id, &json_body(req)?, &pre).await?;
                 Ok(single_user(rec.render(scope.base)?, &q, StatusCode::OK))
             }
             Method::PATCH => {
-                let rec = users::patch(env, scope, id, &json_body(req)?).await?;
+                let rec = users::patch(env, scope, id, &json_body(req)?, &pre).await?;
                 Ok(single_user(rec.render(scope.base)?, &q, StatusCode::OK))
             }
             Method::DELETE => {
-                users::delete(env, scope, id).await?;
+                users::delete_if(env, scope, id, &pre).await?;
                 Ok(no_content())
             }
             _ => Err(ScimError::method_not_allowed("GET, PUT, PATCH, DELETE")),
@@ -456,19 +494,24 @@ async fn scim<S: Store>(
         ScimEndpoint::Group(id) => match *m {
             Method::GET => {
                 let with_members = wants(q.attributes(), q.excluded(), "members");
-                Ok(single(groups::get(env, scope, id, with_members).await?, &q, StatusCode::OK))
+                let group = groups::get(env, scope, id, with_members).await?;
+                let etag = meta(&group, "version").unwrap_or_default().to_owned();
+                if pre.check_read(&format!("Group {id}"), &etag)? {
+                    return Ok(bodiless(StatusCode::NOT_MODIFIED, &etag));
+                }
+                Ok(single(group, &q, StatusCode::OK))
             }
             Method::PUT => {
-                let (rec, members) = groups::replace(env, scope, id, &json_body(req)?).await?;
+                let (rec, members) = groups::replace(env, scope, id, &json_body(req)?, &pre).await?;
                 Ok(single(rec.render(scope.base, Some(&members)), &q, StatusCode::OK))
             }
             Method::PATCH => {
                 // 204: a body would list every member (Entra advises against it).
-                groups::patch(env, scope, id, &json_body(req)?).await?;
-                Ok(no_content())
+                let version = groups::patch(env, scope, id, &json_body(req)?, &pre).await?;
+                Ok(bodiless(StatusCode::NO_CONTENT, &users::etag(version)))
             }
             Method::DELETE => {
-                groups::delete(env, scope, id).await?;
+                groups::delete(env, scope, id, &pre).await?;
                 Ok(no_content())
             }
             _ => Err(ScimError::method_not_allowed("GET, PUT, PATCH, DELETE")),

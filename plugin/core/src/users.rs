@@ -11,6 +11,7 @@ use crate::error::{ScimError, ScimResult};
 use crate::index;
 use crate::keys::{self, Index, List};
 use crate::lifecycle::{Event, Source, UserState};
+use crate::scim::etag::Preconditions;
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch;
 use crate::scim::schema::{self, ResourceKind};
@@ -231,9 +232,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
-pub fn etag(version: u64) -> String {
-    format!("W/\"{version}\"")
-}
+pub use crate::scim::etag::etag;
 
 fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("User {id:?} not found"))
@@ -280,7 +279,9 @@ pub async fn create<S: Store>(
     if let Some(id) = index::lookup(env, scope.tenant, Index::UserName, user_name).await?.first() {
         if let Some((old, _)) = load(env, scope.tenant, id).await? {
             if old.source == Source::Local {
-                let rec = update(env, scope, id, Some(Source::Scim), |_| Ok(attrs.clone())).await?;
+                let rec =
+                    update(env, scope, id, Some(Source::Scim), &Preconditions::NONE, |_| Ok(attrs.clone()))
+                        .await?;
                 return Ok((rec, Created::MatchedLocal));
             }
         }
@@ -398,13 +399,15 @@ pub async fn get<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> Sci
     Ok(Stored::parse(&bytes, &key)?.render(scope.base))
 }
 
-/// Replaces the user's attributes with `next` (already validated), moving index entries and
-/// applying the lifecycle; retried on concurrent changes via `make`.
+/// Replaces the user's attributes with what `make` makes of the stored record (validated
+/// there), moving index entries and applying the lifecycle; retried on concurrent changes.
+/// `pre` is checked against each version read, and the write is conditional on that version.
 async fn update<S, F>(
     env: &Env<'_, S>,
     scope: &Scope<'_>,
     id: &str,
     source: Option<Source>,
+    pre: &Preconditions,
     make: F,
 ) -> ScimResult<UserRecord>
 where
@@ -414,6 +417,7 @@ where
     let t = scope.tenant;
     for _ in 0..RETRIES {
         let Some((old, ver)) = load(env, t, id).await? else { return Err(not_found(id)) };
+        pre.check_write(&format!("User {id}"), &etag(old.version))?;
         let mut attrs = make(&old)?;
         let state = settle_state(old.state, &mut attrs);
         let rec = UserRecord {
@@ -454,9 +458,10 @@ pub async fn replace<S: Store>(
     scope: &Scope<'_>,
     id: &str,
     body: &Value,
+    pre: &Preconditions,
 ) -> ScimResult<UserRecord> {
     let attrs = schema::normalize(ResourceKind::User, body)?;
-    update(env, scope, id, Some(Source::Scim), |_| Ok(attrs.clone())).await
+    update(env, scope, id, Some(Source::Scim), pre, |_| Ok(attrs.clone())).await
 }
 
 pub async fn patch<S: Store>(
@@ -464,10 +469,11 @@ pub async fn patch<S: Store>(
     scope: &Scope<'_>,
     id: &str,
     body: &Value,
+    pre: &Preconditions,
 ) -> ScimResult<UserRecord> {
     limits::check_patch_operations(body, &env.config.limits)?;
     let ops = patch::parse_request(body)?;
-    update(env, scope, id, Some(Source::Scim), |old| {
+    update(env, scope, id, Some(Source::Scim), pre, |old| {
         let mut attrs = old.attributes.clone();
         patch::apply(ResourceKind::User, &mut attrs, &ops)?;
         Ok(attrs)
@@ -483,12 +489,24 @@ pub async fn patch<S: Store>(
 /// 404; a concurrent member add that wrote its membership after the cleanup below read the
 /// user's groups finds the record gone and undoes itself (`groups::add_members`).
 pub async fn delete<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<()> {
+    delete_if(env, scope, id, &Preconditions::NONE).await
+}
+
+/// [`delete`] under a request's preconditions, checked against the version the delete is
+/// conditional on.
+pub async fn delete_if<S: Store>(
+    env: &Env<'_, S>,
+    scope: &Scope<'_>,
+    id: &str,
+    pre: &Preconditions,
+) -> ScimResult<()> {
     let t = scope.tenant;
     for _ in 0..RETRIES {
         let Some((rec, ver)) = load(env, t, id).await? else {
             finish_delete(env, t, id).await?;
             return Err(not_found(id));
         };
+        pre.check_write(&format!("User {id}"), &etag(rec.version))?;
         match env.store.delete(&keys::user(t, id), Condition::Version(ver)).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => continue,

@@ -218,3 +218,139 @@ fn index_entries_of_the_unique_layout_are_read_and_shared() {
     let report = scim_edge_core::consistency::check(h.store.entries());
     assert!(report.problems.is_empty(), "{report}");
 }
+
+fn etag_of(res: &http::Response<bytes::Bytes>) -> String {
+    res.headers().get("etag").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+fn conditional(
+    h: &Host,
+    method: &str,
+    uri: &str,
+    tok: &str,
+    header: (&str, &str),
+    body: Option<Value>,
+) -> http::Response<bytes::Bytes> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "scim.test")
+        .header("authorization", format!("Bearer {tok}"))
+        .header(header.0, header.1)
+        .body(body.map(|b| bytes::Bytes::from(b.to_string())).unwrap_or_default())
+        .unwrap();
+    let env = scim_edge_core::Env { store: &h.store, clock: &h.clock, random: &h.random, config: &h.config };
+    common::block_on(scim_edge_core::handle(req, &env))
+}
+
+/// RFC 7644 §3.14: the ETag of a single-resource answer is its `meta.version` (also when a
+/// projection leaves `meta` out); a stale `If-Match` is 412 and changes nothing.
+#[test]
+fn etags_on_every_single_resource_answer_and_stale_if_match_changes_nothing() {
+    let h = Host::new();
+    let (base, tok, users) = tenant(&h, 1);
+    let user = format!("{base}/Users/{}", users[0]);
+    let res = h.request("GET", &format!("{user}?attributes=userName"), &tok, None);
+    assert_eq!((res.status().as_u16(), etag_of(&res)), (200, "W/\"1\"".to_owned()));
+    let (s, g) = h.send("POST", &format!("{base}/Groups"), &tok, Some(json!({"displayName": "Staff"})));
+    assert_eq!(s, 201);
+    let group = format!("{base}/Groups/{}", g["id"].as_str().unwrap());
+    let res = h.request("GET", &format!("{group}?attributes=displayName"), &tok, None);
+    assert_eq!(etag_of(&res), "W/\"1\"");
+    let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "add", "path": "members", "value": [{"value": users[0]}]}]});
+    let disable = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                         "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    let before = h.store.data();
+    for (method, uri, body) in [
+        ("PATCH", &user, Some(disable.clone())),
+        ("PUT", &user, Some(json!({"userName": "renamed@example.com"}))),
+        ("DELETE", &user, None),
+        ("PATCH", &group, Some(add.clone())),
+        ("PUT", &group, Some(json!({"displayName": "Renamed"}))),
+        ("DELETE", &group, None),
+    ] {
+        let res = conditional(&h, method, uri, &tok, ("if-match", "W/\"7\", \"8\""), body);
+        assert_eq!(res.status(), 412, "{method} {uri}");
+        let e: Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!((e["status"].as_str(), e.get("scimType")), (Some("412"), None), "{e}");
+        assert!(e["detail"].as_str().unwrap().contains("W/\"1\""), "{e}");
+    }
+    assert_eq!(h.store.data(), before, "a refused write changes nothing");
+    // If-None-Match: * on a write of an existing resource is refused too.
+    assert_eq!(conditional(&h, "DELETE", &user, &tok, ("if-none-match", "*"), None).status(), 412);
+    // The group PATCH answers 204 with the new version.
+    let res = conditional(&h, "PATCH", &group, &tok, ("if-match", "W/\"1\""), Some(add));
+    assert_eq!((res.status().as_u16(), etag_of(&res)), (204, "W/\"2\"".to_owned()));
+    let res = conditional(&h, "GET", &group, &tok, ("if-none-match", "W/\"2\""), None);
+    assert_eq!((res.status().as_u16(), etag_of(&res), res.body().len()), (304, "W/\"2\"".to_owned(), 0));
+    // Deleting a member changes the group: a new version, the cached copy is stale.
+    assert_eq!(h.send("DELETE", &user, &tok, None).0, 204);
+    let res = conditional(&h, "GET", &group, &tok, ("if-none-match", "W/\"2\""), None);
+    assert_eq!((res.status().as_u16(), etag_of(&res)), (200, "W/\"3\"".to_owned()));
+    // An unknown resource is 404 whatever the preconditions (RFC 7232 §5).
+    let unknown = format!("{base}/Users/{}", "0".repeat(32));
+    assert_eq!(conditional(&h, "PATCH", &unknown, &tok, ("if-match", "*"), Some(disable)).status(), 404);
+}
+
+/// The version `If-Match` is checked against is the one the write is conditional on: a
+/// concurrent write between the read and the write makes the write fail its compare-and-swap,
+/// and the retry finds `If-Match` stale (412) instead of writing over the other change.
+#[test]
+fn if_match_is_checked_against_the_version_written_over() {
+    use scim_edge_core::{Condition, Store, StoreError, Version, Versioned};
+    use std::cell::RefCell;
+
+    /// Writes `sneak` to its key just before the first conditional write of that key.
+    struct Interleaved<'a> {
+        inner: &'a scim_edge_core::testing::MemStore,
+        sneak: RefCell<Option<(String, Vec<u8>)>>,
+    }
+    impl Store for Interleaved<'_> {
+        async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: &[u8], cond: Condition) -> Result<Version, StoreError> {
+            let sneak =
+                self.sneak.borrow_mut().take_if(|(k, _)| k == key && matches!(cond, Condition::Version(_)));
+            if let Some((k, v)) = sneak {
+                self.inner.put(&k, &v, Condition::Any).await?;
+            }
+            self.inner.put(key, value, cond).await
+        }
+        async fn delete(&self, key: &str, cond: Condition) -> Result<(), StoreError> {
+            self.inner.delete(key, cond).await
+        }
+    }
+
+    let h = Host::new();
+    let (base, tok, users) = tenant(&h, 1);
+    let key = scim_edge_core::keys::user("t", &users[0]);
+    // The concurrent change: the same user at version 2 with another displayName.
+    let mut other: Value = serde_json::from_slice(&h.store.raw(&key).unwrap()).unwrap();
+    other["version"] = json!(2);
+    other["attributes"]["displayName"] = json!("Concurrent");
+    let store = Interleaved {
+        inner: &h.store,
+        sneak: RefCell::new(Some((key.clone(), other.to_string().into_bytes()))),
+    };
+    let env = scim_edge_core::Env { store: &store, clock: &h.clock, random: &h.random, config: &h.config };
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "replace", "path": "displayName", "value": "Mine"}]});
+    let req = http::Request::builder()
+        .method("PATCH")
+        .uri(format!("{base}/Users/{}", users[0]))
+        .header("host", "scim.test")
+        .header("authorization", format!("Bearer {tok}"))
+        .header("if-match", "W/\"1\"")
+        .body(bytes::Bytes::from(patch.to_string()))
+        .unwrap();
+    let res = common::block_on(scim_edge_core::handle(req, &env));
+    assert_eq!(res.status(), 412, "{}", String::from_utf8_lossy(res.body()));
+    assert!(store.sneak.borrow().is_none(), "the concurrent write happened");
+    let (_, u) = h.send("GET", &format!("{base}/Users/{}", users[0]), &tok, None);
+    assert_eq!(
+        (u["displayName"].as_str(), u["meta"]["version"].as_str()),
+        (Some("Concurrent"), Some("W/\"2\""))
+    );
+}

@@ -1,4 +1,5 @@
 //! SCIM protocol pieces that know nothing of tenants or stores.
+pub mod etag;
 pub mod filter;
 pub mod patch;
 pub mod projection;

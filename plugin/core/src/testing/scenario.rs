@@ -163,6 +163,7 @@ pub async fn entra_lifecycle<T: Target>(t: &mut T, dialect: Dialect) -> Result<R
     run.bad_inputs(&a).await?;
     run.match_after_create(&a).await?;
     run.read_user(&a).await?;
+    run.conditional_requests().await?;
     let a = run.update_user(a).await?;
     let m = run.manager(&a).await?;
     let a = run.rename_user(a).await?;
@@ -332,6 +333,18 @@ impl<'t, T: Target> Run<'t, T> {
         authorization: Option<String>,
         body: Option<(String, &'static str)>,
     ) -> Result<Exchange, Failure> {
+        self.send_with(method, path, authorization, body, &[]).await
+    }
+
+    /// [`Run::send`] with more request headers.
+    async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        authorization: Option<String>,
+        body: Option<(String, &'static str)>,
+        headers: &[(header::HeaderName, &str)],
+    ) -> Result<Exchange, Failure> {
         let mut request = format!("{method} {path}");
         let mut builder = http::Request::builder()
             .method(method.clone())
@@ -341,6 +354,10 @@ impl<'t, T: Target> Run<'t, T> {
         if let Some(a) = &authorization {
             request.push_str(&format!("\nAuthorization: {a}"));
             builder = builder.header(header::AUTHORIZATION, a.as_str());
+        }
+        for (name, value) in headers {
+            request.push_str(&format!("\n{name}: {value}"));
+            builder = builder.header(name, *value);
         }
         let bytes = match body {
             Some((text, content_type)) => {
@@ -384,6 +401,23 @@ impl<'t, T: Target> Run<'t, T> {
     async fn scim(&mut self, method: Method, rel: &str, body: Option<&Value>) -> Result<Exchange, Failure> {
         let (base, token) = (self.conn.base.clone(), self.conn.token.clone());
         self.scim_raw(method, &base, Some(&token), rel, body.map(Value::to_string)).await
+    }
+
+    /// A SCIM request on the current connection with more headers (`If-Match`, …).
+    async fn scim_with(
+        &mut self,
+        method: Method,
+        rel: &str,
+        body: Option<&Value>,
+        headers: &[(header::HeaderName, &str)],
+    ) -> Result<Exchange, Failure> {
+        let mut path = format!("{}/{rel}", self.conn.base);
+        if self.opt() {
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str(FLAG);
+        }
+        let auth = Some(format!("Bearer {}", self.conn.token));
+        self.send_with(method, &path, auth, body.map(|b| (b.to_string(), SCIM_JSON)), headers).await
     }
 
     /// A SCIM request with an explicit base, token (`None`: no `Authorization`) and raw body.
@@ -995,6 +1029,123 @@ impl<'t, T: Target> Run<'t, T> {
         let ex = self.scim(Method::GET, &format!("Users/{unknown}"), None).await?;
         self.scim_error(&ex, 404, None)?;
         Ok(())
+    }
+
+    /// The `ETag` of an answer, which must equal its `meta.version` when it has a body.
+    fn etag(&mut self, ex: &Exchange, body: Option<&Value>) -> Result<String, Failure> {
+        let tag = ex.header(header::ETAG).unwrap_or_default();
+        self.ok(tag.starts_with("W/\"") && tag.ends_with('"'), &ex.seen, || "a weak ETag header".into())?;
+        if let Some(v) = body {
+            self.eq(&ex.seen, v, "/meta/version", json!(tag))?;
+        }
+        Ok(tag)
+    }
+
+    /// A 412 for a stale `If-Match`: a SCIM error.
+    fn precondition_failed(&mut self, ex: &Exchange) -> Result<(), Failure> {
+        let v = self.scim_error(ex, 412, None)?;
+        self.string_at(&ex.seen, &v, "/detail").map(|_| ())
+    }
+
+    /// RFC 7644 §3.14 on a user and a group of their own (removed at the end): the `ETag` of
+    /// every single-resource answer is `meta.version`; `If-None-Match` on a GET answers 304;
+    /// a stale `If-Match` on PUT, PATCH and DELETE answers 412 and changes nothing; `*` and a
+    /// list holding the current version proceed.
+    async fn conditional_requests(&mut self) -> Result<(), Failure> {
+        self.step("conditional requests: create a user (ETag)");
+        let u = self.new_user();
+        let body = Self::user_body(&u, false);
+        let ex = self.scim(Method::POST, "Users", Some(&body)).await?;
+        let v = self.body(&ex, &[201])?;
+        let id = self.string_at(&ex.seen, &v, "/id")?;
+        let created = self.etag(&ex, Some(&v))?;
+        let user = format!("Users/{id}");
+
+        self.step("conditional requests: GET with If-None-Match of the current version: 304");
+        let ex = self.scim_with(Method::GET, &user, None, &[(header::IF_NONE_MATCH, &created)]).await?;
+        self.status(&ex, &[304])?;
+        self.ok(ex.body.is_empty(), &ex.seen, || "no body with 304".into())?;
+        let tag = self.etag(&ex, None)?;
+        self.ok(tag == created, &ex.seen, || format!("ETag {created}"))?;
+        let ex = self.scim_with(Method::GET, &user, None, &[(header::IF_NONE_MATCH, "W/\"0\"")]).await?;
+        let v = self.body(&ex, &[200])?;
+        self.etag(&ex, Some(&v))?;
+
+        self.step("conditional requests: PATCH with a stale If-Match: 412, nothing changed");
+        let ops = json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": self.op("Replace"), "path": "displayName", "value": "Conditional"}
+        ]});
+        let stale = "W/\"0\"";
+        let ex = self.scim_with(Method::PATCH, &user, Some(&ops), &[(header::IF_MATCH, stale)]).await?;
+        self.precondition_failed(&ex)?;
+        let (seen, v) = self.get_user(&id).await?;
+        self.eq(&seen, &v, "/meta/version", json!(created))?;
+        self.absent(&seen, &v, "/displayName")?;
+        let tenant = self.tenant.clone();
+        let (seen, rec) = self.stored_json(&keys::user(&tenant, &id)).await?;
+        self.eq(&seen, &rec, "/version", json!(1))?;
+
+        self.step("conditional requests: PATCH with If-Match listing the current version");
+        let list = format!("W/\"0\", {created}");
+        let ex = self.scim_with(Method::PATCH, &user, Some(&ops), &[(header::IF_MATCH, &list)]).await?;
+        let patched = match self.patch_answer(&ex)? {
+            Some(v) => {
+                self.eq(&ex.seen, &v, "/displayName", json!("Conditional"))?;
+                self.etag(&ex, Some(&v))?
+            }
+            None => self.etag(&ex, None)?,
+        };
+        self.ok(patched != created, &ex.seen, || format!("a new ETag, not {created}"))?;
+
+        self.step("conditional requests: PUT with the old version: 412; with *: 200");
+        let ex = self.scim_with(Method::PUT, &user, Some(&body), &[(header::IF_MATCH, &created)]).await?;
+        self.precondition_failed(&ex)?;
+        let ex = self.scim_with(Method::PUT, &user, Some(&body), &[(header::IF_MATCH, "*")]).await?;
+        let v = self.body(&ex, &[200])?;
+        let replaced = self.etag(&ex, Some(&v))?;
+        self.absent(&ex.seen, &v, "/displayName")?;
+
+        self.step("conditional requests: a group (ETag on 201, 304, member PATCH 204 with ETag)");
+        let name = format!("Conditional_Group_{}", self.guid());
+        let gbody = json!({"schemas": [GROUP_SCHEMA], "displayName": name});
+        let ex = self.scim(Method::POST, "Groups", Some(&gbody)).await?;
+        let v = self.body(&ex, &[201])?;
+        let gid = self.string_at(&ex.seen, &v, "/id")?;
+        let gcreated = self.etag(&ex, Some(&v))?;
+        let group = format!("Groups/{gid}");
+        let ex = self.scim_with(Method::GET, &group, None, &[(header::IF_NONE_MATCH, &gcreated)]).await?;
+        self.status(&ex, &[304])?;
+        self.ok(ex.body.is_empty(), &ex.seen, || "no body with 304".into())?;
+        let add = json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": self.op("Add"), "path": "members", "value": [{"value": id}]}
+        ]});
+        let ex = self.scim_with(Method::PATCH, &group, Some(&add), &[(header::IF_MATCH, stale)]).await?;
+        self.precondition_failed(&ex)?;
+        self.member(&gid, &id, false).await?;
+        let ex = self.scim_with(Method::PATCH, &group, Some(&add), &[(header::IF_MATCH, &gcreated)]).await?;
+        self.no_content(&ex)?;
+        let gpatched = self.etag(&ex, None)?;
+        self.ok(gpatched != gcreated, &ex.seen, || format!("a new ETag, not {gcreated}"))?;
+        self.member(&gid, &id, true).await?;
+        let ex = self.scim_with(Method::GET, &group, None, &[(header::IF_NONE_MATCH, &gcreated)]).await?;
+        let v = self.body(&ex, &[200])?;
+        self.eq(&ex.seen, &v, "/meta/version", json!(gpatched))?;
+        self.etag(&ex, Some(&v))?;
+
+        self.step("conditional requests: DELETE with a stale If-Match: 412; with the current: 204");
+        let ex = self.scim_with(Method::DELETE, &group, None, &[(header::IF_MATCH, &gcreated)]).await?;
+        self.precondition_failed(&ex)?;
+        self.stored_json(&keys::group(&tenant, &gid)).await?;
+        let ex = self.scim_with(Method::DELETE, &group, None, &[(header::IF_MATCH, &gpatched)]).await?;
+        self.no_content(&ex)?;
+        self.stored_absent(&keys::group(&tenant, &gid)).await?;
+        self.member(&gid, &id, false).await?;
+        let ex = self.scim_with(Method::DELETE, &user, None, &[(header::IF_MATCH, &patched)]).await?;
+        self.precondition_failed(&ex)?;
+        self.stored_user(&User { id: id.clone(), ..u.clone() }, "active").await?;
+        let ex = self.scim_with(Method::DELETE, &user, None, &[(header::IF_MATCH, &replaced)]).await?;
+        self.no_content(&ex)?;
+        self.stored_absent(&keys::user(&tenant, &id)).await
     }
 
     async fn update_user(&mut self, mut u: User) -> Result<User, Failure> {
