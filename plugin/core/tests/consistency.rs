@@ -355,3 +355,37 @@ fn an_unlisted_user_is_listed_by_its_next_write() {
     }
     assert!(unlisted_seen > 0, "no outage point left an unlisted user: the test no longer covers the window");
 }
+
+/// A shared entry (externalId, group displayName) names several records: no problem while
+/// each has the value; a holder that does not exist or no longer has it is reported alone.
+#[test]
+fn a_shared_index_entry_is_checked_holder_by_holder() {
+    let (host, _, alice, bob, _) = world();
+    let t = host.connect("acme");
+    let add = Some(patch(json!([{"op": "add", "path": "externalId", "value": "ext-a"}])));
+    assert_eq!(host.scim(&t, "PATCH", &format!("Users/{bob}"), add).0, 200);
+    let other_staff = host.create_group(&t, "STAFF", &[]);
+    assert!(check(host.store.entries()).problems.is_empty());
+    let entry = keys::index("acme", Index::UserExternalId, "ext-a");
+    let holders: Vec<String> = scim_edge_core::index::parse_entry(&host.store.raw(&entry).unwrap())
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(holders, vec![alice.clone(), bob.clone()]);
+    let names = keys::index("acme", Index::GroupName, "staff");
+    assert_eq!(scim_edge_core::index::parse_entry(&host.store.raw(&names).unwrap()).len(), 2);
+
+    // bob's externalId changed behind the index's back, and the other Staff group vanished.
+    let key = keys::user("acme", &bob);
+    let mut rec: serde_json::Value = serde_json::from_slice(&host.store.raw(&key).unwrap()).unwrap();
+    rec["attributes"]["externalId"] = json!("ext-b");
+    put(&host, &key, rec.to_string().as_bytes());
+    del(&host, &keys::group("acme", &other_staff));
+    let k = kinds(&host);
+    assert!(k.iter().any(|k| matches!(k, ProblemKind::IndexStale { id } if *id == bob)), "{k:?}");
+    assert!(k.iter().any(|k| matches!(k, ProblemKind::IndexDangling { id } if *id == other_staff)), "{k:?}");
+    assert!(!k.iter().any(
+        |k| matches!(k, ProblemKind::IndexStale { id } | ProblemKind::IndexDangling { id } if *id == alice)
+    ));
+    assert!(!k.iter().any(|k| matches!(k, ProblemKind::Duplicate { .. })), "{k:?}");
+}
