@@ -67,6 +67,32 @@ async fn paths_outside_the_routes_never_reach_the_component() -> anyhow::Result<
     Ok(())
 }
 
+/// The routes the test host serves the component on are `spin.toml`'s own: the test above
+/// proves what `spin up` of this manifest does only while they agree.
+#[test]
+fn the_test_hosts_routes_are_the_manifests() -> anyhow::Result<()> {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spin.toml"))?;
+    let mut in_manifest: Vec<String> = manifest
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("route")?
+                .trim()
+                .strip_prefix('=')?
+                .trim()
+                .strip_prefix('"')?
+                .strip_suffix('"')
+        })
+        .map(|r| r.strip_suffix("/...").unwrap_or(r).to_owned())
+        .collect();
+    in_manifest.sort();
+    let mut in_host: Vec<String> = scim_edge_host_tests::ROUTES.iter().map(|r| (*r).to_owned()).collect();
+    in_host.sort();
+    assert!(!in_manifest.is_empty(), "spin.toml has no route");
+    assert_eq!(in_host, in_manifest, "the test host's ROUTES and spin.toml's [[trigger.http]] routes differ");
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_invalid_configuration_answers_500_with_the_reason() -> anyhow::Result<()> {
     let host = host(Variables::scim_edge().with("admin_token_sha256", "not-hex"))?;
