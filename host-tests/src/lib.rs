@@ -9,6 +9,8 @@
 //! - [`kv`]: Spin's key-value semantics over memory (tests) or SQLite in Spin's own table
 //!   (the dev server, `scim-edge-dev`);
 //! - [`contention`]: a workload of conflicting SCIM operations from many clients, for any host;
+//! - [`spin_value`]: the Spin adapter's value encoding, for readers of Spin's store; [`resp`]: a
+//!   minimal Redis client to read Spin's Redis store;
 //! - [`SpinTarget`]: the shared scenario suite's [`Target`](scim_edge_core::testing::scenario::Target)
 //!   over a [`SpinHost`].
 //!
@@ -19,6 +21,8 @@ pub mod contention;
 mod host;
 pub mod kv;
 pub mod ports;
+pub mod resp;
+pub mod spin_value;
 mod target;
 
 pub use bindings::Variables;

@@ -43,14 +43,10 @@ impl Target for SpinTarget {
         }
     }
 
-    /// The core's bytes: the adapter stores `0x01` + value for live values and `0x00` for
-    /// tombstones (see `plugin/spin/src/store.rs`).
+    /// The core's bytes, the adapter's encoding removed ([`crate::spin_value`]).
     async fn stored(&mut self, key: &str) -> Option<Vec<u8>> {
         let raw = self.host.kv().get(STORE, key).ok()??;
-        match raw.split_first() {
-            Some((0x01, value)) => Some(value.to_vec()),
-            _ => None,
-        }
+        crate::spin_value::live(&raw).map(<[u8]>::to_vec)
     }
 
     fn admin_token(&self) -> String {

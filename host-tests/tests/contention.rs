@@ -119,17 +119,13 @@ fn conflicting_operations_leave_a_consistent_store_in_spin() -> anyhow::Result<(
 
     // The consistency check in-process, over the store as scim-edge-fsck reads it: tags
     // removed, tombstones absent, the adapter's claim counters skipped.
-    let mut dump = Vec::new();
+    let mut raw = Vec::new();
     for key in host.kv().keys("default")? {
-        if key.starts_with("claim/") {
-            continue;
-        }
-        match host.kv().get("default", &key)?.as_deref().and_then(<[u8]>::split_first) {
-            Some((0x01, value)) => dump.push((key, value.to_vec())),
-            Some((0x00, [])) => {}
-            other => anyhow::bail!("{key}: not a value of the Spin adapter: {other:?}"),
-        }
+        let value = host.kv().get("default", &key)?.unwrap_or_default();
+        raw.push((key, value));
     }
+    let (dump, foreign) = scim_edge_host_tests::spin_value::core_entries(raw);
+    anyhow::ensure!(foreign.is_empty(), "not values of the Spin adapter: {foreign:?}");
     let report = consistency::check(dump);
     let out = Command::new(env!("CARGO_BIN_EXE_scim-edge-fsck")).arg("--sqlite").arg(&db.0).output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
