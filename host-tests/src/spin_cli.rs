@@ -35,10 +35,10 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-/// `$var`, else `name` on `PATH`.
+/// `$var` (when it names a file), else `name` on `PATH`.
 fn binary(var: &str, name: &str) -> Option<PathBuf> {
     match std::env::var_os(var) {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)).filter(|p| p.is_file()),
         _ => find_on_path(name),
     }
 }
