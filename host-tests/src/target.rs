@@ -6,7 +6,7 @@ use bytes::Bytes;
 use scim_edge_core::testing::scenario::Target;
 
 use crate::host::SpinHost;
-use crate::kv::MemKv;
+use crate::kv::{KvBackend, MemKv};
 use crate::{SpinComponent, Variables};
 
 /// The store label the component uses.
@@ -21,13 +21,15 @@ pub struct SpinTarget {
 impl SpinTarget {
     /// A fresh application (empty store) with `admin_token` configured.
     pub fn new(component: SpinComponent, admin_token: &str) -> Self {
+        Self::with_kv(component, admin_token, Arc::new(MemKv::new()))
+    }
+
+    /// The same over another backend, e.g. [`crate::kv::RedisKv`].
+    pub fn with_kv(component: SpinComponent, admin_token: &str, kv: Arc<dyn KvBackend>) -> Self {
         let variables = Variables::scim_edge()
             .with("admin_token_sha256", crate::sha256_hex(admin_token))
             .with("config", crate::NO_RATE_LIMIT);
-        SpinTarget {
-            host: SpinHost::new(component, Arc::new(MemKv::new()), variables),
-            admin_token: admin_token.to_owned(),
-        }
+        SpinTarget { host: SpinHost::new(component, kv, variables), admin_token: admin_token.to_owned() }
     }
 }
 
