@@ -26,6 +26,9 @@
 //! own writes until it gave up, and every write request answered 409 "changed by a concurrent
 //! request", leaving a claim counter and log slots behind per retry.
 //!
+//! The wasmtime test host reproduces both: `host-tests/src/kv.rs` (`MemKv`/`SqliteKv` for
+//! SQLite, `RedisKv` for Redis; the Entra suite and the contention workload run on both).
+//!
 //! So a `swap`'s answer is read as follows: `Ok` is believed (SQLite's `Ok` is truthful; Spin
 //! 4.0.2's Redis store never answers `Ok`, and `host-tests/tests/real_spin.rs` would see two
 //! 201s for one `userName` if a later Spin started to answer `Ok` for an aborted `EXEC`).
