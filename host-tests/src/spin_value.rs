@@ -62,6 +62,19 @@ pub fn core_entries(
     (entries, foreign)
 }
 
+/// Keys whose `claim/…` counter exists but which hold nothing, not even a tombstone: a creator
+/// won the claim and never wrote the key (it died between the two, or is writing it right now).
+/// Until the key is written unconditionally, no create of it can succeed (see
+/// `plugin/spin/src/store.rs`, "Residual risk").
+pub fn unwritten_claims(raw: &[(String, Vec<u8>)]) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&str> = raw.iter().map(|(k, _)| k.as_str()).collect();
+    raw.iter()
+        .filter_map(|(k, _)| k.strip_prefix("claim/"))
+        .filter(|k| !keys.contains(k))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +97,11 @@ mod tests {
         ]);
         assert_eq!(entries, vec![("v1/a".to_owned(), b"{}".to_vec())]);
         assert_eq!(foreign, vec!["v1/c".to_owned()]);
+        let raw = vec![
+            ("claim/v1/a".to_owned(), b"1".to_vec()),
+            ("claim/v1/gone".to_owned(), b"1".to_vec()),
+            ("v1/a".to_owned(), v2),
+        ];
+        assert_eq!(unwritten_claims(&raw), vec!["v1/gone".to_owned()]);
     }
 }

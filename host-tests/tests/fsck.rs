@@ -104,6 +104,22 @@ async fn fsck_passes_after_the_lifecycle_and_reports_damage() -> anyhow::Result<
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("not written by the Spin adapter"), "{text}");
 
+    // A claim whose key was never written (its creator died in between): an error.
+    conn.execute(
+        "DELETE FROM spin_key_value WHERE store = 'default' AND key = ?1",
+        rusqlite::params![ghost],
+    )?;
+    conn.execute(
+        "INSERT INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
+        rusqlite::params![format!("claim/{ghost}"), 1i64.to_le_bytes().to_vec()],
+    )?;
+    let (code, text) = fsck(&db)?;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("{ghost}: claimed for creation")) && text.contains("INCONSISTENT"),
+        "{text}"
+    );
+
     // An unreadable store is exit status 2.
     let out = Command::new(env!("CARGO_BIN_EXE_scim-edge-fsck"))
         .args(["--sqlite", "/nonexistent/x.db"])

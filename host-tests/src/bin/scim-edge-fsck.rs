@@ -13,7 +13,8 @@
 //!   `.scim-edge/sqlite_key_value.db`, or `spin up`'s `.spin/sqlite_key_value.db`), opened
 //!   read-only. Values carry the Spin adapter's encoding (`plugin/spin/src/store.rs`,
 //!   [`scim_edge_host_tests::spin_value`]): a tag byte (live or tombstone) and write ids;
-//!   `claim/…` keys are the adapter's own.
+//!   `claim/…` keys are the adapter's own; a claim whose key holds nothing is reported (a
+//!   creator died between its claim and its write: the key can no longer be created).
 //! - **Redis**: the same encoding, in the Redis database a Spin runtime config
 //!   (`[key_value_store.default]`, `type = "redis"`) points at: every key (`SCAN`), then `GET`
 //!   each. Spin's Redis store has no store label: the database holds one store.
@@ -97,6 +98,12 @@ fn read_sqlite(
 /// The core's entries of a Spin store (either backend); values the adapter did not write are
 /// reported.
 fn spin_entries(raw: Vec<(String, Vec<u8>)>, host_problems: &mut Vec<String>) -> Vec<(String, Vec<u8>)> {
+    for key in scim_edge_host_tests::spin_value::unwritten_claims(&raw) {
+        host_problems.push(format!(
+            "error: {key}: claimed for creation (claim/{key}) but never written: no create of it can \
+             succeed until it is written (a creator died between its claim and its write)"
+        ));
+    }
     let (entries, foreign) = scim_edge_host_tests::spin_value::core_entries(raw);
     for key in foreign {
         host_problems.push(format!("error: {key}: not written by the Spin adapter (no live/tombstone tag)"));

@@ -84,7 +84,16 @@
 //!
 //! Residual risk: a creator that wins the claim and then dies before its write (the instance
 //! traps between two host calls, or Spin is killed) leaves the key uncreatable with `Absent`
-//! until it is written unconditionally. Nothing in this adapter traps between those calls.
+//! until it is written unconditionally. Nothing in this adapter traps between those calls; a
+//! killed process can stop there (the window is three host calls: `Cas::new`, `current()`,
+//! `swap`). On SQLite no safe takeover exists (the claimer's `swap` is a blind upsert that
+//! would overwrite whatever a taker-over wrote); Redis would allow one, but telling the
+//! backends apart is not possible without a guess from the stored form of a counter.
+//! `scim-edge-fsck` reports such a key ("claimed for creation … but never written"); writing a
+//! tombstone repairs it — Redis: `{ printf '\003'; head -c 16 /dev/zero; } | redis-cli -x SET
+//! '<key>'`, SQLite: `INSERT INTO spin_key_value VALUES ('default', '<key>', X'03' ||
+//! zeroblob(16))`. `host-tests/tests/real_spin.rs` SIGKILLs a `spin up` on Redis in the middle
+//! of the contention workload and runs the check.
 //!
 //! Host errors become [`StoreError::Unavailable`] with the host's message, also logged.
 
