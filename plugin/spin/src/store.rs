@@ -91,8 +91,8 @@
 //! backends apart is not possible without a guess from the stored form of a counter.
 //! `scim-edge-fsck` reports such a key ("claimed for creation … but never written"); writing a
 //! tombstone repairs it — Redis: `{ printf '\003'; head -c 16 /dev/zero; } | redis-cli -x SET
-//! '<key>'`, SQLite: `INSERT INTO spin_key_value VALUES ('default', '<key>', X'03' ||
-//! zeroblob(16))`. `host-tests/tests/real_spin.rs` SIGKILLs a `spin up` on Redis in the middle
+//! '<key>'`, SQLite: `INSERT INTO spin_key_value VALUES ('default', '<key>',
+//! X'0300000000000000000000000000000000')`. `host-tests/tests/real_spin.rs` SIGKILLs a `spin up` on Redis in the middle
 //! of the contention workload and runs the check.
 //!
 //! Host errors become [`StoreError::Unavailable`] with the host's message, also logged.
