@@ -4,8 +4,8 @@
 //!
 //! Spin's key-value store has no versions and no conditional writes of its own. The only atomic
 //! operations are those of `wasi:keyvalue/atomics@0.2.0-draft2`. Their semantics differ by
-//! backend; measured in the real Spin 4.0.2 (`host-tests/tests/real_spin.rs`, Redis 7.0 with
-//! `MONITOR`) and read in its source (`crates/key-value-spin`, `crates/key-value-redis`,
+//! backend; measured in the real Spin 4.0.2 with Redis 7.0 (`MONITOR` by hand, `INFO
+//! commandstats` in `host-tests/tests/real_spin.rs`) and read in its source (`crates/key-value-spin`, `crates/key-value-redis`,
 //! `crates/factor-key-value/src/host.rs` at tag v4.0.2):
 //!
 //! | operation | SQLite (default) | Redis |
@@ -19,8 +19,9 @@
 //!
 //! Why Redis always answers `CasFailed`: after `EXEC`, Spin 4.0.2 sends `UNWATCH key`, and
 //! `UNWATCH` takes no argument, so Redis answers `ERR wrong number of arguments for 'unwatch'
-//! command` (Redis's `INFO commandstats` counts one `rejected_calls` of `unwatch` per swap), which
-//! Spin turns into `CasFailed` — after the `SET` has (or has not) landed. On a `CasFailed`, Spin also opens another connection and `WATCH`es/`GET`s the key for the new CAS
+//! command` (Redis's `INFO commandstats` counts one `rejected_calls` of `unwatch` per swap),
+//! which Spin turns into `CasFailed` — after the `SET` has (or has not) landed. On a
+//! `CasFailed`, Spin also opens another connection and `WATCH`es/`GET`s the key for the new CAS
 //! it hands back. The adapter before this one believed `CasFailed`, so on Redis every
 //! conditional write it made looked lost although it had landed: the core retried against its
 //! own writes until it gave up, and every write request answered 409 "changed by a concurrent
@@ -72,7 +73,8 @@
 //!   re-reads first, so a tombstone or live value written meanwhile is still honoured); later
 //!   claimers re-read and may only CAS from a tombstone, otherwise they get `Conflict`. Redis
 //!   would not need the claim (its `WATCH` covers absent keys), but the adapter cannot tell the
-//!   backends apart without a read, and the claim is correct on both.
+//!   backends apart (short of guessing from the stored form of a counter: 8 bytes or decimal
+//!   text), and the claim is correct on both.
 //! - `delete(Any)`: `set` a tombstone. `delete(Version(v))`: CAS from the live value to a
 //!   tombstone. `delete(Absent)`: `Conflict`.
 //!
@@ -87,13 +89,12 @@
 //! until it is written unconditionally. Nothing in this adapter traps between those calls; a
 //! killed process can stop there (the window is three host calls: `Cas::new`, `current()`,
 //! `swap`). On SQLite no safe takeover exists (the claimer's `swap` is a blind upsert that
-//! would overwrite whatever a taker-over wrote); Redis would allow one, but telling the
-//! backends apart is not possible without a guess from the stored form of a counter.
-//! `scim-edge-fsck` reports such a key ("claimed for creation … but never written"); writing a
+//! would overwrite whatever a taker-over wrote); Redis would allow one (see above on telling
+//! the backends apart). `scim-edge-fsck` reports such a key ("claimed for creation … but never written"); writing a
 //! tombstone repairs it — Redis: `{ printf '\003'; head -c 16 /dev/zero; } | redis-cli -x SET
 //! '<key>'`, SQLite: `INSERT INTO spin_key_value VALUES ('default', '<key>',
-//! X'0300000000000000000000000000000000')`. `host-tests/tests/real_spin.rs` SIGKILLs a `spin up` on Redis in the middle
-//! of the contention workload and runs the check.
+//! X'0300000000000000000000000000000000')`. `host-tests/tests/real_spin.rs` SIGKILLs a
+//! `spin up` on Redis in the middle of the contention workload and runs the check.
 //!
 //! Host errors become [`StoreError::Unavailable`] with the host's message, also logged.
 
