@@ -154,9 +154,13 @@ fn a_role_survives_every_scim_write_and_removal_is_immediate() {
     assert_eq!(page["totalResults"], 1);
     let (_, page) = host.send("GET", "/admin/v1/tenants/acme/users?startIndex=2&count=1", ADMIN, None);
     assert_eq!((page["totalResults"].as_u64(), page["itemsPerPage"].as_u64()), (Some(2), Some(1)));
-    // Removed at once: SCIM sees a deleted user, and may create it again (with the base role).
+    // Removed at once: SCIM sees a deleted user, and cannot create it again until the block
+    // the removal left is lifted; then it comes back with the base role.
     assert_eq!(host.send("DELETE", &uri, ADMIN, None).0, 204);
     assert_eq!(host.scim(&t, "GET", &format!("Users/{id}"), None).0, 404);
+    let (s, b) = host.scim(&t, "POST", "Users", Some(json!({"userName": "carol@acme.example"})));
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(host.send("DELETE", &format!("/admin/v1/tenants/acme/blocks/{id}"), ADMIN, None).0, 204);
     let again = host.create_user(&t, "carol@acme.example");
     assert_ne!(again, id);
     assert_eq!(user(&host, &again)["role"], "user");
