@@ -339,8 +339,8 @@ async fn tenant_call<S: Store>(
                     ));
                 }
                 // Removed and blocked: SCIM cannot bring the user back (crate::blocks).
-                let (u, _) = users::remove(env, t, id, &acting.actor()).await?;
-                let mut res = with_note(no_content(), "user.remove", u.user_name());
+                let block = users::remove(env, t, id, &acting.actor()).await?;
+                let mut res = with_note(no_content(), "user.remove", Some(&block.user_name));
                 if let Some(note) = res.extensions_mut().get_mut::<Note>() {
                     note.then = Some("user.block");
                 }

@@ -93,14 +93,22 @@ pub async fn on_external_id<S: Store>(
     Ok(get(env, t, &id).await?.filter(|b| b.external_id.as_deref() == Some(external_id)))
 }
 
-/// Writes the block: its record, its `externalId` key, its list position. Idempotent (a
-/// removal retried after a conflict writes it again). The caller keeps the `userName` entry.
-pub async fn place<S: Store>(env: &Env<'_, S>, t: &str, block: &Block) -> ScimResult<()> {
+/// Writes the block: its record, its `externalId` key, and (`first`) its list position. A
+/// removal retried after a conflict writes it again with `first` false: listed already. The
+/// caller keeps the `userName` entry.
+pub async fn place<S: Store>(env: &Env<'_, S>, t: &str, block: &Block, first: bool) -> ScimResult<()> {
+    // An earlier removal of this id that was cut short may have listed it already.
+    let earlier = first && get(env, t, &block.id).await?.is_some();
     put_json(env.store, &keys::block(t, &block.id), block, Condition::Any).await?;
     if let Some(x) = &block.external_id {
         env.store.put(&keys::block_external_id(t, x), block.id.as_bytes(), Condition::Any).await?;
     }
-    list::ensure(env, t, &List::Blocks, &block.id).await?;
+    let id = std::slice::from_ref(&block.id);
+    if earlier {
+        list::ensure(env, t, &List::Blocks, &block.id).await?;
+    } else if first {
+        list::push(env, t, &List::Blocks, id).await?;
+    }
     Ok(())
 }
 

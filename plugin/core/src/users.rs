@@ -555,16 +555,20 @@ pub enum Deleted {
 ///
 /// The block is written before the record is deleted, and the `userName` entry is claimed for
 /// the id first (a no-op when it holds it, as it should) and kept: an outage at any point
-/// leaves the user present or removed-and-blocked, never removed without its block.
-pub async fn remove<S: Store>(
-    env: &Env<'_, S>,
-    t: &str,
-    id: &str,
-    by: &Actor,
-) -> ScimResult<(UserRecord, Block)> {
+/// leaves the user present or removed-and-blocked, never removed without its block. Removing
+/// a user that is removed and blocked already completes what an earlier removal cut short
+/// (memberships, list position, `externalId` entry) and answers with its block.
+pub async fn remove<S: Store>(env: &Env<'_, S>, t: &str, id: &str, by: &Actor) -> ScimResult<Block> {
     let mut placed: Option<Block> = None;
     for _ in 0..RETRIES {
-        let Some((rec, ver)) = load(env, t, id).await? else { return Err(not_found(id)) };
+        let Some((rec, ver)) = load(env, t, id).await? else {
+            let Some(block) = blocks::get(env, t, id).await? else { return Err(not_found(id)) };
+            finish_delete(env, t, id).await?;
+            if let Some(x) = &block.external_id {
+                index::release(env, t, Index::UserExternalId, x, id).await?;
+            }
+            return Ok(block);
+        };
         let user_name = rec.user_name().unwrap_or_default();
         let block = Block {
             id: id.to_owned(),
@@ -580,8 +584,11 @@ pub async fn remove<S: Store>(
                 blocks::release_external_id(env, t, x, id).await?;
             }
         }
-        index::claim(env, t, Index::UserName, user_name, id).await?;
-        blocks::place(env, t, &block).await?;
+        // The entry names the id already (one read), unless the store was damaged.
+        if index::lookup(env, t, Index::UserName, user_name).await?.as_deref() != Some(id) {
+            index::claim(env, t, Index::UserName, user_name, id).await?;
+        }
+        blocks::place(env, t, &block, placed.is_none()).await?;
         placed = Some(block.clone());
         match env.store.delete(&keys::user(t, id), Condition::Version(ver)).await {
             Ok(()) => {}
@@ -594,7 +601,7 @@ pub async fn remove<S: Store>(
         if let Some(x) = rec.external_id() {
             index::release(env, t, Index::UserExternalId, x, id).await?;
         }
-        return Ok((rec, block));
+        return Ok(block);
     }
     Err(StoreError::Conflict.into())
 }
