@@ -49,6 +49,9 @@ pub async fn lookup<S: Store>(
 /// - an entry whose record no longer has the value, claimed more than [`STALE_CLAIM_MS`] ago:
 ///   a rename claims the new value before writing the record, so a younger such entry may be a
 ///   rename in progress and is respected.
+///
+/// A `userName` entry whose record is gone but which anchors a block (`crate::blocks`: the user
+/// was removed by hand) is not taken over: the claim gets the block's refusal (403).
 pub async fn claim<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -77,6 +80,12 @@ pub async fn claim<S: Store>(
                 let still_has_it = record_value(ix, &record.value).is_none_or(|v| same(ix, &v, value));
                 if still_has_it || now.saturating_sub(since) < STALE_CLAIM_MS {
                     return Err(taken());
+                }
+            } else if ix == Index::UserName {
+                // A user removed by hand keeps its userName entry as the anchor of its block
+                // (`crate::blocks`): never taken over while the block stands.
+                if let Some(block) = crate::blocks::get(env, tenant, &holder).await? {
+                    return Err(block.refusal());
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{tenant, Host};
+use common::{tenant, Host, ADMIN};
 use serde_json::{json, Value};
 
 fn costs(users: usize) -> Vec<(&'static str, u64)> {
@@ -36,7 +36,10 @@ fn costs(users: usize) -> Vec<(&'static str, u64)> {
         ),
         ("filter externalId", h.cost("GET", &q(&format!("externalId eq \"ext-{mid}\"")), &tok, None, 200)),
         ("create", h.cost("POST", &format!("{base}/Users"), &tok, Some(new_user), 201)),
-        ("patch disable", h.cost("PATCH", &format!("{base}/Users/{}", ids[mid]), &tok, Some(disable), 200)),
+        (
+            "patch disable",
+            h.cost("PATCH", &format!("{base}/Users/{}", ids[mid]), &tok, Some(disable.clone()), 200),
+        ),
         (
             "member remove",
             h.cost("PATCH", &format!("{base}/Groups/{gid}"), &tok, Some(patch("Remove", &ids[mid])), 204),
@@ -72,6 +75,23 @@ fn costs(users: usize) -> Vec<(&'static str, u64)> {
         "delete member user",
         h.cost("DELETE", &format!("{base}/Users/{}", ids[mid + 1]), &tok, None, 204),
     ));
+    // Removing one by hand (a block), Entra's refused create and re-enable, listing the
+    // blocks, lifting one.
+    let removed = &ids[mid + 2];
+    let again = json!({"userName": format!("user{}@example.com", mid + 2), "externalId": "ext-other"});
+    let renamed = json!({"userName": "someone.else@example.com", "externalId": format!("ext-{}", mid + 2)});
+    let blocks = "/admin/v1/tenants/t/blocks";
+    out.extend([
+        (
+            "remove by hand",
+            h.cost("DELETE", &format!("/admin/v1/tenants/t/users/{removed}"), ADMIN, None, 204),
+        ),
+        ("create blocked userName", h.cost("POST", &format!("{base}/Users"), &tok, Some(again), 403)),
+        ("create blocked externalId", h.cost("POST", &format!("{base}/Users"), &tok, Some(renamed), 403)),
+        ("patch blocked", h.cost("PATCH", &format!("{base}/Users/{removed}"), &tok, Some(disable), 403)),
+        ("list blocks", h.cost("GET", blocks, ADMIN, None, 200)),
+        ("unblock", h.cost("DELETE", &format!("{blocks}/{removed}"), ADMIN, None, 204)),
+    ]);
     out
 }
 
