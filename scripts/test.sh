@@ -55,6 +55,13 @@ if [[ " $STAGES " == *" fuzz "* ]] && ! rustup run "$FUZZ_TOOLCHAIN" cargo --ver
 fi
 bash envoy/setup.sh
 set +e
+# The real-Spin tests use `spin` on PATH or SPIN_BIN; on this project's machines the Spin CLI
+# lives in ../shared/bin (see its README). Elsewhere they skip and say so.
+if [[ -z "${SPIN_BIN:-}" ]] && ! command -v spin >/dev/null && [[ -x "$ROOT/../shared/bin/spin" ]]; then
+  SPIN_BIN="$(cd "$ROOT/../shared/bin" && pwd)/spin"
+  export SPIN_BIN
+fi
+echo "real Spin: ${SPIN_BIN:-$(command -v spin || echo 'none (its tests will skip)')}; redis-server: $(command -v redis-server || echo 'none (the Redis tests will skip)')"
 
 lints() {
   local failed=0 ran=0
