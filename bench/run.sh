@@ -135,7 +135,9 @@ HAVE_WRK=""
 command -v wrk >/dev/null && HAVE_WRK=1
 [[ -n "$HAVE_WRK" ]] || say "wrk is not installed: the wrk columns stay empty (apt-get install wrk)"
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A port free now and never given twice in this run (scripts/free-ports.py).
+export SCIM_EDGE_PORTS_FILE="${SCIM_EDGE_PORTS_FILE:-$(mktemp)}"
+free_port() { python3 "$ROOT/scripts/free-ports.py" 1; }
 wait_http() { # url substring seconds pid
   local i
   for ((i = 0; i < $3 * 10; i++)); do

@@ -61,29 +61,9 @@ stop_group() { # pgid
   kill -KILL -- "-$1" 2>/dev/null || true
 }
 
-# Ports: free now (bind test); `count` consecutive ones from the first.
-free_ports() { # count
-  python3 - "$1" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(500):
-    base = random.randint(20000, 45000)
-    socks = []
-    try:
-        for p in range(base, base + n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", p))
-            socks.append(s)
-        print(base)
-        sys.exit(0)
-    except OSError:
-        pass
-    finally:
-        for s in socks:
-            s.close()
-sys.exit("no free port range")
-PY
-}
+# Ports: `count` consecutive ones, free now and never given twice in this run (free-ports.py).
+export SCIM_EDGE_PORTS_FILE="${SCIM_EDGE_PORTS_FILE:-$(mktemp)}"
+free_ports() { python3 "$ROOT/scripts/free-ports.py" "$1"; }
 
 wait_for() { # url pid seconds log
   local i

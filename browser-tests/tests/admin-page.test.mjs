@@ -447,18 +447,40 @@ test(`admin page through ${HOST} (${BASE}), tenant ${TENANT}`, async (t) => {
     await panelReady('scim');
   });
 
-  await step('remove the user from the page: SCIM then answers 404 for it', async () => {
+  await step('remove the user from the page: SCIM then answers 404 for it, and it is blocked', async () => {
     await openTab('users');
     await panelReady('users');
     await userRow(entraName).getByTestId('user-remove').click();
     await confirm(/deleted at once/, { name: 'remove-confirm' });
-    await waitText(byId('notice'), /was removed/);
+    await waitText(byId('notice'), /was removed and blocked/);
     await userRow(entraName).waitFor({ state: 'detached' });
     const gone = await scim(scimUrl, scimToken, 'GET', `/Users/${entraId}`);
     assert.equal(gone.status, 404);
     const viaAdmin = await admin('GET', `tenants/${TENANT}/users/${entraId}`);
     assert.equal(viaAdmin.status, 404);
     await screenshot('user-removed');
+  });
+
+  await step('the removed user is blocked: Entra cannot create it again until it is unblocked', async () => {
+    const again = await scim(scimUrl, scimToken, 'POST', '/Users', entraUser(entraName, 'Back Again'));
+    assert.equal(again.status, 403, JSON.stringify(again.body));
+    assert.match(again.body.detail, /blocked by a tenant administrator/);
+    await choose('users-state', 'blocked');
+    await panelReady('users');
+    const row = page.locator(`[data-testid="block-row"][data-user-name="${entraName}"]`);
+    await row.waitFor();
+    await waitText(row.getByTestId('user-state'), /Blocked/);
+    await waitText(byId('users-range'), /of 1 blocked/);
+    assert.equal(await byId('users-role').isDisabled(), true, 'role does not apply to blocks');
+    await screenshot('users-blocked');
+    await row.getByTestId('block-unblock').click();
+    await confirm(/create this user again/, { name: 'unblock-confirm' });
+    await waitText(byId('notice'), /no longer blocked/);
+    await row.waitFor({ state: 'detached' });
+    const created = await scim(scimUrl, scimToken, 'POST', '/Users', entraUser(entraName, 'Back Again'));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await choose('users-state', '');
+    await userRow(entraName).waitFor();
   });
 
   await step('the provisioning log shows what happened, newest first, with filters and paging', async () => {
@@ -473,7 +495,7 @@ test(`admin page through ${HOST} (${BASE}), tenant ${TENANT}`, async (t) => {
     }
     await openTab('log');
     await panelReady('log');
-    for (const op of ['scim.generate', 'user.create', 'user.role', 'user.remove']) {
+    for (const op of ['scim.generate', 'user.create', 'user.role', 'user.remove', 'user.block', 'user.unblock']) {
       await page.locator(`[data-testid="log-row"][data-operation="${op}"][data-outcome="success"]`).first().waitFor();
     }
     const seqs = await page.locator('[data-testid="log-row"]').evaluateAll((rows) => rows.map((r) => Number(r.dataset.seq)));
@@ -577,7 +599,8 @@ test(`admin page through ${HOST} (${BASE}), tenant ${TENANT}`, async (t) => {
     const row = page.locator(`[data-testid="tenant-row"][data-tenant-id="${TENANT}"]`);
     await row.waitFor();
     await waitText(row.getByTestId('tenant-plan-cell'), /advanced/);
-    await waitText(row.getByTestId('tenant-active'), /^2$/);
+    // Ada, Bob, and the removed user Entra created again once it was unblocked.
+    await waitText(row.getByTestId('tenant-active'), /^3$/);
     await screenshot('tenants-after');
 
     await byId('sign-out').click();

@@ -9,6 +9,9 @@
 //!
 //! Values are plain bytes; stores are named (`store` column), as in Spin's table
 //! `spin_key_value(store, key, value)`. Both backends are shared across concurrent requests.
+//!
+//! [`RedisKv`] has the semantics of Spin 4.0.2's **Redis** store instead (measured with the real
+//! Spin, `tests/real_spin.rs`; see `plugin/spin/src/store.rs`), in memory.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -231,5 +234,70 @@ impl KvBackend for SqliteKv {
             }
         };
         Ok(rows == 1)
+    }
+}
+
+/// Spin 4.0.2's Redis store (`crates/key-value-redis`), in memory:
+/// - `increment` is atomic (`INCRBY`), treats an absent key as 0 and stores the sum as decimal
+///   text; a value that is not such a number is an error (Redis's), not a panic;
+/// - `swap` is atomic whether or not the key existed — `current()` `WATCH`es the key, and `EXEC`
+///   writes only if nobody wrote it since — **and always answers "failed"** (`Ok(false)`), landed
+///   or not, because Spin's `UNWATCH key` is rejected by Redis after the `EXEC`.
+///
+/// `WATCH` notices any write, even of the same bytes; this double compares values, which is the
+/// same for a writer whose values are all unique (the Spin adapter's carry a random write id).
+/// A `swap` with nothing recorded is taken as "the key was absent at `current()`": the adapter
+/// always calls `current()` first.
+#[derive(Default)]
+pub struct RedisKv {
+    inner: MemKv,
+}
+
+impl RedisKv {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl KvBackend for RedisKv {
+    fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(store, key)
+    }
+
+    fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.inner.set(store, key, value)
+    }
+
+    fn delete(&self, store: &str, key: &str) -> Result<(), KvError> {
+        self.inner.delete(store, key)
+    }
+
+    fn keys(&self, store: &str) -> Result<Vec<String>, KvError> {
+        self.inner.keys(store)
+    }
+
+    fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvError> {
+        let mut map = self.inner.lock()?;
+        let n = match map.get(&k(store, key)) {
+            None => 0,
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or_else(|| KvError::Other("ERR value is not an integer or out of range".into()))?,
+        };
+        let n = n
+            .checked_add(delta)
+            .ok_or_else(|| KvError::Other("ERR increment or decrement would overflow".into()))?;
+        map.insert(k(store, key), n.to_string().into_bytes());
+        Ok(n)
+    }
+
+    fn swap(&self, store: &str, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, KvError> {
+        let mut map = self.inner.lock()?;
+        let entry = k(store, key);
+        if map.get(&entry).map(Vec::as_slice) == expected {
+            map.insert(entry, value.to_vec());
+        }
+        Ok(false)
     }
 }

@@ -7,18 +7,27 @@
 //!   `wasi:keyvalue/{store,atomics}@0.2.0-draft2` — with Spin's semantics, a fresh instance per
 //!   request, outbound HTTP denied;
 //! - [`kv`]: Spin's key-value semantics over memory (tests) or SQLite in Spin's own table
-//!   (the dev server, `scim-edge-dev`);
+//!   (the dev server, `scim-edge-dev`) — those of Spin's SQLite store — and, in memory, those of
+//!   Spin's Redis store ([`kv::RedisKv`]);
 //! - [`contention`]: a workload of conflicting SCIM operations from many clients, for any host;
+//! - [`spin_value`]: the Spin adapter's value encoding, for readers of Spin's store; [`resp`]: a
+//!   minimal Redis client to read Spin's Redis store;
 //! - [`SpinTarget`]: the shared scenario suite's [`Target`](scim_edge_core::testing::scenario::Target)
 //!   over a [`SpinHost`].
 //!
 //! `build.rs` builds the component from `plugin/spin` (release); [`COMPONENT_WASM`] is its path.
+//!
+//! The real hosts are driven by harnesses the test files include with `#[path]`:
+//! `src/envoy/` (Envoy and etcd) and `src/spin_cli.rs` (the Spin CLI: `spin build`, `spin up`,
+//! `redis-server`).
 
 mod bindings;
 pub mod contention;
 mod host;
 pub mod kv;
 pub mod ports;
+pub mod resp;
+pub mod spin_value;
 mod target;
 
 pub use bindings::Variables;

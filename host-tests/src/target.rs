@@ -6,7 +6,7 @@ use bytes::Bytes;
 use scim_edge_core::testing::scenario::Target;
 
 use crate::host::SpinHost;
-use crate::kv::MemKv;
+use crate::kv::{KvBackend, MemKv};
 use crate::{SpinComponent, Variables};
 
 /// The store label the component uses.
@@ -21,13 +21,15 @@ pub struct SpinTarget {
 impl SpinTarget {
     /// A fresh application (empty store) with `admin_token` configured.
     pub fn new(component: SpinComponent, admin_token: &str) -> Self {
+        Self::with_kv(component, admin_token, Arc::new(MemKv::new()))
+    }
+
+    /// The same over another backend, e.g. [`crate::kv::RedisKv`].
+    pub fn with_kv(component: SpinComponent, admin_token: &str, kv: Arc<dyn KvBackend>) -> Self {
         let variables = Variables::scim_edge()
             .with("admin_token_sha256", crate::sha256_hex(admin_token))
             .with("config", crate::NO_RATE_LIMIT);
-        SpinTarget {
-            host: SpinHost::new(component, Arc::new(MemKv::new()), variables),
-            admin_token: admin_token.to_owned(),
-        }
+        SpinTarget { host: SpinHost::new(component, kv, variables), admin_token: admin_token.to_owned() }
     }
 }
 
@@ -43,14 +45,10 @@ impl Target for SpinTarget {
         }
     }
 
-    /// The core's bytes: the adapter stores `0x01` + value for live values and `0x00` for
-    /// tombstones (see `plugin/spin/src/store.rs`).
+    /// The core's bytes, the adapter's encoding removed ([`crate::spin_value`]).
     async fn stored(&mut self, key: &str) -> Option<Vec<u8>> {
         let raw = self.host.kv().get(STORE, key).ok()??;
-        match raw.split_first() {
-            Some((0x01, value)) => Some(value.to_vec()),
-            _ => None,
-        }
+        crate::spin_value::live(&raw).map(<[u8]>::to_vec)
     }
 
     fn admin_token(&self) -> String {

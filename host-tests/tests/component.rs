@@ -67,6 +67,32 @@ async fn paths_outside_the_routes_never_reach_the_component() -> anyhow::Result<
     Ok(())
 }
 
+/// The routes the test host serves the component on are `spin.toml`'s own: the test above
+/// proves what `spin up` of this manifest does only while they agree.
+#[test]
+fn the_test_hosts_routes_are_the_manifests() -> anyhow::Result<()> {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spin.toml"))?;
+    let mut in_manifest: Vec<String> = manifest
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("route")?
+                .trim()
+                .strip_prefix('=')?
+                .trim()
+                .strip_prefix('"')?
+                .strip_suffix('"')
+        })
+        .map(|r| r.strip_suffix("/...").unwrap_or(r).to_owned())
+        .collect();
+    in_manifest.sort();
+    let mut in_host: Vec<String> = scim_edge_host_tests::ROUTES.iter().map(|r| (*r).to_owned()).collect();
+    in_host.sort();
+    assert!(!in_manifest.is_empty(), "spin.toml has no route");
+    assert_eq!(in_host, in_manifest, "the test host's ROUTES and spin.toml's [[trigger.http]] routes differ");
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_invalid_configuration_answers_500_with_the_reason() -> anyhow::Result<()> {
     let host = host(Variables::scim_edge().with("admin_token_sha256", "not-hex"))?;
@@ -293,8 +319,9 @@ async fn admin_api_is_off_without_a_token() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Through the admin API and SCIM: every value lands in Spin's store as 0x01 + the core's
-/// bytes; deletes leave a one-byte tombstone; creates of never-seen keys leave claim counters.
+/// Through the admin API and SCIM: every value lands in Spin's store as 0x02 + write id + the
+/// id it replaced + the core's bytes; deletes leave a 17-byte tombstone (0x03 + the two ids);
+/// creates of never-seen keys leave claim counters; every write has its own write id.
 #[tokio::test]
 async fn values_are_stored_tagged_and_deletes_leave_tombstones() -> anyhow::Result<()> {
     let host = configured()?;
@@ -308,8 +335,8 @@ async fn values_are_stored_tagged_and_deletes_leave_tombstones() -> anyhow::Resu
         .await?;
     assert!(res.status() == 201 || res.status() == 200, "{} {}", res.status(), text(&res));
     let raw = host.kv().get("default", "v1/tenant/acme")?.context("tenant key")?;
-    assert_eq!(raw.first(), Some(&0x01));
-    let tenant: Value = serde_json::from_slice(raw.get(1..).unwrap_or_default())?;
+    assert_eq!(raw.first(), Some(&0x02));
+    let tenant: Value = serde_json::from_slice(raw.get(17..).unwrap_or_default())?;
     assert!(tenant.is_object(), "{tenant}");
 
     let (url, token) = connect(&host, "acme").await?;
@@ -337,7 +364,8 @@ async fn values_are_stored_tagged_and_deletes_leave_tombstones() -> anyhow::Resu
         if k.starts_with("claim/") {
             assert_eq!(raw.len(), 8, "{k}");
         } else {
-            assert!(matches!(raw.first(), Some(0x00 | 0x01)), "{k}: {raw:?}");
+            assert!(matches!(raw.first(), Some(0x02 | 0x03)), "{k}: {raw:?}");
+            assert!(scim_edge_host_tests::spin_value::decode(&raw).is_some(), "{k}: {raw:?}");
         }
     }
 
@@ -349,7 +377,10 @@ async fn values_are_stored_tagged_and_deletes_leave_tombstones() -> anyhow::Resu
         .kv()
         .keys("default")?
         .into_iter()
-        .filter(|k| host.kv().get("default", k).ok().flatten().as_deref() == Some(&[0x00]))
+        .filter(|k| {
+            let raw = host.kv().get("default", k).ok().flatten().unwrap_or_default();
+            raw.first() == Some(&0x03) && raw.len() == 17
+        })
         .collect();
     assert!(tombstones.iter().any(|k| k.contains("/ix/userName/")), "{tombstones:?}");
 

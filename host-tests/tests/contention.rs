@@ -3,7 +3,9 @@
 //! changes over a handful of `userName`s and groups), on Spin's SQLite table with reads
 //! delivered late (so racing requests really act on the same snapshot), then the store is
 //! checked: by the API, by `scim_edge_core::consistency` in-process, and by `scim-edge-fsck`
-//! on the SQLite file. The same workload runs through Envoy and etcd in `envoy_e2e.rs`.
+//! on the SQLite file; and the same on Spin's Redis semantics (`kv::RedisKv`). The same
+//! workload runs through Envoy and etcd in `envoy_e2e.rs`, and through two real `spin up`s on
+//! one Redis in `real_spin.rs`.
 
 // `serde_json::Value` indexing answers `Null` for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
@@ -17,7 +19,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use scim_edge_core::consistency;
 use scim_edge_host_tests::contention::{self, Workload};
-use scim_edge_host_tests::kv::{KvBackend, KvError, SqliteKv};
+use scim_edge_host_tests::kv::{KvBackend, KvError, RedisKv, SqliteKv};
 use scim_edge_host_tests::{sha256_hex, SpinComponent, SpinHost, Variables};
 use serde_json::{json, Value};
 
@@ -80,15 +82,13 @@ fn admin(method: &str, path: &str, body: Option<Value>) -> anyhow::Result<http::
     Ok(b.body(body.map_or_else(Bytes::new, |v| Bytes::from(v.to_string())))?)
 }
 
-#[test]
-fn conflicting_operations_leave_a_consistent_store_in_spin() -> anyhow::Result<()> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
-    let db = Db(std::env::temp_dir().join(format!("scim-edge-contention-{}-{nanos}.db", std::process::id())));
-    let kv = SlowReads { inner: SqliteKv::open(&db.0)?, latency: Duration::from_millis(2) };
+/// Runs the workload on `kv` and checks the store through the API and in-process; returns
+/// the number of users the API lists.
+fn contended(kv: Arc<dyn KvBackend>, label: &str) -> anyhow::Result<usize> {
     let variables = Variables::scim_edge()
         .with("admin_token_sha256", sha256_hex(ADMIN_TOKEN))
         .with("config", scim_edge_host_tests::NO_RATE_LIMIT);
-    let host = SpinHost::new(SpinComponent::shared()?, Arc::new(kv), variables);
+    let host = SpinHost::new(SpinComponent::shared()?, kv, variables);
 
     let res = send(
         &host,
@@ -105,7 +105,7 @@ fn conflicting_operations_leave_a_consistent_store_in_spin() -> anyhow::Result<(
     let t = Instant::now();
     let outcome = contention::run(&base, token, &workload, |req| send(&host, req))?;
     println!(
-        "spin: {} clients × {} ops in {:?}: {outcome}",
+        "{label}: {} clients × {} ops in {:?}: {outcome}",
         workload.clients,
         workload.ops_per_client,
         t.elapsed()
@@ -119,26 +119,40 @@ fn conflicting_operations_leave_a_consistent_store_in_spin() -> anyhow::Result<(
 
     // The consistency check in-process, over the store as scim-edge-fsck reads it: tags
     // removed, tombstones absent, the adapter's claim counters skipped.
-    let mut dump = Vec::new();
+    let mut raw = Vec::new();
     for key in host.kv().keys("default")? {
-        if key.starts_with("claim/") {
-            continue;
-        }
-        match host.kv().get("default", &key)?.as_deref().and_then(<[u8]>::split_first) {
-            Some((0x01, value)) => dump.push((key, value.to_vec())),
-            Some((0x00, [])) => {}
-            other => anyhow::bail!("{key}: not a value of the Spin adapter: {other:?}"),
-        }
+        let value = host.kv().get("default", &key)?.unwrap_or_default();
+        raw.push((key, value));
     }
+    let (dump, foreign) = scim_edge_host_tests::spin_value::core_entries(raw);
+    anyhow::ensure!(foreign.is_empty(), "not values of the Spin adapter: {foreign:?}");
     let report = consistency::check(dump);
-    let out = Command::new(env!("CARGO_BIN_EXE_scim-edge-fsck")).arg("--sqlite").arg(&db.0).output()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    println!("spin: through the API: {api:?}\n{text}");
-
+    println!("{label}: through the API: {api:?}\n{report}");
     let users = api?;
     assert!(report.problems.is_empty(), "{report}");
     assert_eq!(report.users, users, "{report}");
+    Ok(users)
+}
+
+#[test]
+fn conflicting_operations_leave_a_consistent_store_in_spin() -> anyhow::Result<()> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let db = Db(std::env::temp_dir().join(format!("scim-edge-contention-{}-{nanos}.db", std::process::id())));
+    let kv = SlowReads { inner: SqliteKv::open(&db.0)?, latency: Duration::from_millis(2) };
+    contended(Arc::new(kv), "spin")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-edge-fsck")).arg("--sqlite").arg(&db.0).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("{text}");
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("0 problems") && text.contains("consistent"), "{text}");
+    Ok(())
+}
+
+/// The same on Spin's Redis semantics ([`RedisKv`]: every swap answered "failed", landed or
+/// not): the adapter settles each by reading the key back, and the store stays consistent.
+#[test]
+fn conflicting_operations_leave_a_consistent_store_on_spin_redis_semantics() -> anyhow::Result<()> {
+    let kv = SlowReads { inner: RedisKv::new(), latency: Duration::from_millis(2) };
+    contended(Arc::new(kv), "spin (Redis semantics)")?;
     Ok(())
 }

@@ -40,10 +40,7 @@ impl Target for Sqlite {
     }
     async fn stored(&mut self, key: &str) -> Option<Vec<u8>> {
         let raw = self.host.kv().get("default", key).ok()??;
-        match raw.split_first() {
-            Some((0x01, value)) => Some(value.to_vec()),
-            _ => None,
-        }
+        scim_edge_host_tests::spin_value::live(&raw).map(<[u8]>::to_vec)
     }
     fn admin_token(&self) -> String {
         ADMIN.to_owned()
@@ -79,7 +76,7 @@ async fn fsck_passes_after_the_lifecycle_and_reports_damage() -> anyhow::Result<
     let tenant = tenant_for(Dialect::Default);
     let conn = rusqlite::Connection::open(&db.0)?;
     let user_key: String = conn.query_row(
-        "SELECT key FROM spin_key_value WHERE store = 'default' AND key LIKE ?1 AND hex(substr(value, 1, 1)) = '01' LIMIT 1",
+        "SELECT key FROM spin_key_value WHERE store = 'default' AND key LIKE ?1 AND hex(substr(value, 1, 1)) = '02' LIMIT 1",
         rusqlite::params![format!("v1/t/{tenant}/u/%")],
         |row| row.get(0),
     )?;
@@ -106,6 +103,22 @@ async fn fsck_passes_after_the_lifecycle_and_reports_damage() -> anyhow::Result<
     let (code, text) = fsck(&db)?;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("not written by the Spin adapter"), "{text}");
+
+    // A claim whose key was never written (its creator died in between): an error.
+    conn.execute(
+        "DELETE FROM spin_key_value WHERE store = 'default' AND key = ?1",
+        rusqlite::params![ghost],
+    )?;
+    conn.execute(
+        "INSERT INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
+        rusqlite::params![format!("claim/{ghost}"), 1i64.to_le_bytes().to_vec()],
+    )?;
+    let (code, text) = fsck(&db)?;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("{ghost}: claimed for creation")) && text.contains("INCONSISTENT"),
+        "{text}"
+    );
 
     // An unreadable store is exit status 2.
     let out = Command::new(env!("CARGO_BIN_EXE_scim-edge-fsck"))

@@ -1,12 +1,14 @@
 //! The key-value backends reproduce Spin 4.0.2's semantics as measured (reference/hosts.md):
 //! `increment` is atomic; CAS on an absent key is an unconditional upsert; CAS on an existing
-//! key detects conflicts. Not stronger, not weaker.
+//! key detects conflicts. Not stronger, not weaker. `RedisKv` reproduces Spin 4.0.2's Redis
+//! store instead (measured in `real_spin.rs`): CAS atomic on absent keys too, every swap
+//! answered "failed".
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 
-use scim_edge_host_tests::kv::{KvBackend, KvError, MemKv, SqliteKv};
+use scim_edge_host_tests::kv::{KvBackend, KvError, MemKv, RedisKv, SqliteKv};
 
 const STORE: &str = "default";
 
@@ -167,5 +169,30 @@ fn sqlite_uses_spins_table_and_persists() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1], ("default".to_owned(), "v1/tenant/demo".to_owned(), b"\x01{}".to_vec()));
+    Ok(())
+}
+
+/// Spin's Redis store: `increment` counts in decimal text and refuses a non-number (an error,
+/// no panic); a swap lands only if the key still holds what `current()` saw (absent included),
+/// and is answered "failed" either way.
+#[test]
+fn redis_semantics_swap_always_answers_failed_and_increment_counts_in_text() -> anyhow::Result<()> {
+    let kv = RedisKv::new();
+    assert_eq!(kv.increment(STORE, "claim/x", 1)?, 1);
+    assert_eq!(kv.increment(STORE, "claim/x", 1)?, 2);
+    assert_eq!(kv.get(STORE, "claim/x")?, Some(b"2".to_vec()));
+    kv.set(STORE, "data", b"\x02json")?;
+    assert!(matches!(kv.increment(STORE, "data", 1), Err(KvError::Other(_))));
+
+    // Absent at current(): lands only while still absent, answered false both times.
+    assert!(!kv.swap(STORE, "k", None, b"first")?);
+    assert_eq!(kv.get(STORE, "k")?, Some(b"first".to_vec()));
+    assert!(!kv.swap(STORE, "k", None, b"second")?);
+    assert_eq!(kv.get(STORE, "k")?, Some(b"first".to_vec()));
+    // Existing: lands only on the value seen.
+    assert!(!kv.swap(STORE, "k", Some(b"first"), b"third")?);
+    assert_eq!(kv.get(STORE, "k")?, Some(b"third".to_vec()));
+    assert!(!kv.swap(STORE, "k", Some(b"first"), b"fourth")?);
+    assert_eq!(kv.get(STORE, "k")?, Some(b"third".to_vec()));
     Ok(())
 }

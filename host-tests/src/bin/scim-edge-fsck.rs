@@ -5,13 +5,19 @@
 //! cargo run -p scim-edge-host-tests --bin scim-edge-fsck                       # ./.scim-edge/sqlite_key_value.db
 //! cargo run -p scim-edge-host-tests --bin scim-edge-fsck -- --sqlite PATH [--store default]
 //! cargo run -p scim-edge-host-tests --bin scim-edge-fsck -- --etcd http://127.0.0.1:2379 [--prefix scim-edge/]
+//! cargo run -p scim-edge-host-tests --bin scim-edge-fsck -- --redis redis://127.0.0.1:6379
 //! ```
 //!
 //! Sources:
 //! - **SQLite**: Spin's key-value table `spin_key_value(store, key, value)` (the dev host's
 //!   `.scim-edge/sqlite_key_value.db`, or `spin up`'s `.spin/sqlite_key_value.db`), opened
-//!   read-only. Values carry the Spin adapter's tag byte (`plugin/spin/src/store.rs`): `0x01` +
-//!   value is live, `0x00` is a tombstone (an absent key); `claim/…` keys are the adapter's own.
+//!   read-only. Values carry the Spin adapter's encoding (`plugin/spin/src/store.rs`,
+//!   [`scim_edge_host_tests::spin_value`]): a tag byte (live or tombstone) and write ids;
+//!   `claim/…` keys are the adapter's own; a claim whose key holds nothing is reported (a
+//!   creator died between its claim and its write: the key can no longer be created).
+//! - **Redis**: the same encoding, in the Redis database a Spin runtime config
+//!   (`[key_value_store.default]`, `type = "redis"`) points at: every key (`SCAN`), then `GET`
+//!   each. Spin's Redis store has no store label: the database holds one store.
 //! - **etcd**: the JSON gateway (`POST /v3/kv/range`) over plain HTTP, every key under the
 //!   Envoy filter's prefix (default `scim-edge/`), read in pages of 1000 keys.
 //!
@@ -32,17 +38,19 @@ use rusqlite::{Connection, OpenFlags};
 use scim_edge_core::consistency;
 use serde_json::{json, Value};
 
-const USAGE: &str = "usage: scim-edge-fsck [--sqlite PATH [--store LABEL] | --etcd URL [--prefix PREFIX]]";
+const USAGE: &str =
+    "usage: scim-edge-fsck [--sqlite PATH [--store LABEL] | --etcd URL [--prefix PREFIX] | --redis redis://HOST:PORT]";
 
 enum Source {
     Sqlite { path: String, store: String },
     Etcd { url: String, prefix: String },
+    Redis { url: String },
 }
 
 fn parse_args() -> anyhow::Result<Source> {
     let mut args = std::env::args().skip(1);
-    let (mut sqlite, mut store, mut etcd, mut prefix) =
-        (None, "default".to_owned(), None, "scim-edge/".to_owned());
+    let (mut sqlite, mut store, mut etcd, mut prefix, mut redis) =
+        (None, "default".to_owned(), None, "scim-edge/".to_owned(), None);
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
@@ -50,6 +58,7 @@ fn parse_args() -> anyhow::Result<Source> {
             "--store" => store = value()?,
             "--etcd" => etcd = Some(value()?),
             "--prefix" => prefix = value()?,
+            "--redis" => redis = Some(value()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -57,8 +66,13 @@ fn parse_args() -> anyhow::Result<Source> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
+    if [sqlite.is_some(), etcd.is_some(), redis.is_some()].into_iter().filter(|&x| x).count() > 1 {
+        bail!("--sqlite, --etcd and --redis exclude each other\n{USAGE}");
+    }
+    if let Some(url) = redis {
+        return Ok(Source::Redis { url });
+    }
     Ok(match (sqlite, etcd) {
-        (Some(_), Some(_)) => bail!("--sqlite and --etcd exclude each other\n{USAGE}"),
         (_, Some(url)) => Source::Etcd { url, prefix },
         (path, None) => {
             Source::Sqlite { path: path.unwrap_or_else(|| ".scim-edge/sqlite_key_value.db".into()), store }
@@ -77,20 +91,32 @@ fn read_sqlite(
             .with_context(|| format!("opening {path}"))?;
     let mut stmt = conn.prepare("SELECT key, value FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
     let rows = stmt.query_map([store], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (key, raw) = row?;
-        if key.starts_with("claim/") {
-            continue;
-        }
-        match raw.split_first() {
-            Some((0x01, value)) => out.push((key, value.to_vec())),
-            Some((0x00, [])) => {}
-            _ => host_problems
-                .push(format!("error: {key}: not written by the Spin adapter (no 0x01/0x00 tag)")),
-        }
+    let raw = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(spin_entries(raw, host_problems))
+}
+
+/// The core's entries of a Spin store (either backend); values the adapter did not write are
+/// reported.
+fn spin_entries(raw: Vec<(String, Vec<u8>)>, host_problems: &mut Vec<String>) -> Vec<(String, Vec<u8>)> {
+    for key in scim_edge_host_tests::spin_value::unwritten_claims(&raw) {
+        host_problems.push(format!(
+            "error: {key}: claimed for creation (claim/{key}) but never written: no create of it can \
+             succeed until it is written (a creator died between its claim and its write)"
+        ));
     }
-    Ok(out)
+    let (entries, foreign) = scim_edge_host_tests::spin_value::core_entries(raw);
+    for key in foreign {
+        host_problems.push(format!("error: {key}: not written by the Spin adapter (no live/tombstone tag)"));
+    }
+    entries
+}
+
+/// Every key of Spin's Redis store.
+fn read_redis(url: &str, host_problems: &mut Vec<String>) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut redis =
+        scim_edge_host_tests::resp::Redis::connect(url).with_context(|| format!("connecting to {url}"))?;
+    let raw = redis.dump().with_context(|| format!("reading {url}"))?;
+    Ok(spin_entries(raw, host_problems))
 }
 
 /// One POST over plain HTTP/1.1; returns the body (Content-Length or chunked).
@@ -193,6 +219,7 @@ fn run() -> anyhow::Result<bool> {
         Source::Etcd { url, prefix } => {
             (format!("etcd {url} (prefix {prefix:?})"), read_etcd(url, prefix, &mut host_problems)?)
         }
+        Source::Redis { url } => (format!("Redis {url}"), read_redis(url, &mut host_problems)?),
     };
     let report = consistency::check(entries);
     let ok = !report.has_errors() && host_problems.is_empty();

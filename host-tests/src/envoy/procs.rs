@@ -328,10 +328,13 @@ impl Envoy {
     }
 
     /// Lines of the log (over every run of this Envoy) that show a wasm panic or a critical
-    /// error.
+    /// error. A log that cannot be read is a failure, never "clean": Envoy writes it from its
+    /// first line on, so an unreadable one means the check would see nothing.
     pub fn bad_log_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        let text = std::fs::read(&self.log)
+            .unwrap_or_else(|e| panic!("Envoy's log {} cannot be read: {e}", self.log.display()));
+        assert!(!text.is_empty(), "Envoy's log {} is empty: Envoy logs its start-up", self.log.display());
+        String::from_utf8_lossy(&text)
             .lines()
             .filter(|l| l.contains("panicked") || l.contains("[critical]") || l.contains("RuntimeError"))
             .map(str::to_owned)

@@ -17,8 +17,8 @@ use crate::roles::{self, Permission};
 use crate::router::{param, query_params, AdminEndpoint, SCIM_PREFIX};
 use crate::service::{json_body, json_response};
 use crate::tenants::{self, Tenant, TenantUpdate};
-use crate::users::{self, Scope, UserRecord};
-use crate::{auth, counters, index, keys, list, Env, Store};
+use crate::users::{self, UserRecord};
+use crate::{auth, blocks, counters, index, keys, list, Env, Store};
 
 pub const ACTING_USER_HEADER: &str = "x-acting-user";
 
@@ -56,6 +56,8 @@ impl Acting {
 struct Note {
     operation: &'static str,
     target_name: Option<String>,
+    /// A second entry the change writes, same actor and target (`user.remove` → `user.block`).
+    then: Option<&'static str>,
 }
 
 pub async fn handle<S: Store>(
@@ -104,13 +106,15 @@ pub async fn handle<S: Store>(
         AdminEndpoint::Unknown => {
             return Err(ScimError::not_found(
                 "unknown admin endpoint; see /admin/v1/tenants, /admin/v1/tenants/{tenant}, \
-                 …/{tenant}/scim, …/{tenant}/users, …/{tenant}/log and /admin/v1/roles",
+                 …/{tenant}/scim, …/{tenant}/users, …/{tenant}/blocks, …/{tenant}/log and /admin/v1/roles",
             ))
         }
         AdminEndpoint::Tenant(t)
         | AdminEndpoint::ScimConnection(t)
         | AdminEndpoint::Users(t)
         | AdminEndpoint::User(t, _)
+        | AdminEndpoint::Blocks(t)
+        | AdminEndpoint::Block(t, _)
         | AdminEndpoint::Log(t) => t,
     };
     let existing = tenants::get(env, tenant).await?;
@@ -148,6 +152,7 @@ pub async fn handle<S: Store>(
                 Ok(r) => (r.status().as_u16(), None, r.extensions().get::<Note>().cloned()),
                 Err(e) => (e.status.as_u16(), Some(e.detail.clone()), None),
             };
+            let then = note.as_ref().and_then(|n| n.then);
             let event = log::Event {
                 actor,
                 operation: note.as_ref().map_or(operation, |n| n.operation),
@@ -157,8 +162,12 @@ pub async fn handle<S: Store>(
                 status,
                 detail,
             };
+            let next = then.map(|operation| log::Event { operation, ..event.clone() });
             // Best effort: the change stands whether or not its log entry could be written.
             let _ = log::append(env, tenant, event).await;
+            if let Some(event) = next {
+                let _ = log::append(env, tenant, event).await;
+            }
         }
     }
     result
@@ -175,6 +184,7 @@ fn change_of<'a>(
         (AdminEndpoint::ScimConnection(_), "DELETE") => ("scim.revoke", "ScimConnection", None),
         (AdminEndpoint::User(_, id), "PATCH") => ("user.role", "User", Some(*id)),
         (AdminEndpoint::User(_, id), "DELETE") => ("user.remove", "User", Some(*id)),
+        (AdminEndpoint::Block(_, id), "DELETE") => ("user.unblock", "User", Some(*id)),
         _ => return None,
     })
 }
@@ -208,7 +218,7 @@ fn with_note(
     operation: &'static str,
     target_name: Option<&str>,
 ) -> http::Response<Bytes> {
-    res.extensions_mut().insert(Note { operation, target_name: target_name.map(str::to_owned) });
+    res.extensions_mut().insert(Note { operation, target_name: target_name.map(str::to_owned), then: None });
     res
 }
 
@@ -328,11 +338,39 @@ async fn tenant_call<S: Store>(
                         "you cannot remove yourself; ask another administrator",
                     ));
                 }
-                let (u, _) = users::load(env, t, id).await?.ok_or_else(|| user_not_found(id))?;
-                users::delete(env, &Scope { tenant: t, base: "" }, id).await?;
-                Ok(with_note(no_content(), "user.remove", u.user_name()))
+                // Removed and blocked: SCIM cannot bring the user back (crate::blocks).
+                let block = users::remove(env, t, id, &acting.actor()).await?;
+                let mut res = with_note(no_content(), "user.remove", Some(&block.user_name));
+                if let Some(note) = res.extensions_mut().get_mut::<Note>() {
+                    note.then = Some("user.block");
+                }
+                Ok(res)
             }
             _ => Err(ScimError::method_not_allowed("GET, PATCH, DELETE")),
+        },
+        AdminEndpoint::Blocks(t) => {
+            get_only(method)?;
+            acting.require(Permission::ViewUsers, "viewing blocked users")?;
+            let params = query_params(req.uri().query());
+            let (start, count) = paging(env, &params, 50)?;
+            let (total, blocks) = blocks::page(env, t, start, count).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"totalResults": total, "startIndex": start + 1, "itemsPerPage": blocks.len(), "blocks": blocks}),
+            ))
+        }
+        AdminEndpoint::Block(t, id) => match *method {
+            Method::GET => {
+                acting.require(Permission::ViewUsers, "viewing blocked users")?;
+                let block = blocks::get(env, t, id).await?.ok_or_else(|| block_not_found(id))?;
+                Ok(json_response(StatusCode::OK, &json!(block)))
+            }
+            Method::DELETE => {
+                acting.require(Permission::ManageUsers, "lifting a block")?;
+                let block = users::unblock(env, t, id).await?.ok_or_else(|| block_not_found(id))?;
+                Ok(with_note(no_content(), "user.unblock", Some(&block.user_name)))
+            }
+            _ => Err(ScimError::method_not_allowed("GET, DELETE")),
         },
         AdminEndpoint::Log(t) => {
             get_only(method)?;
@@ -343,6 +381,13 @@ async fn tenant_call<S: Store>(
             Err(ScimError::not_found("unknown admin endpoint"))
         }
     }
+}
+
+fn block_not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!(
+        "no block on user {:?}: it was lifted, or the user was never removed by hand",
+        id.chars().take(64).collect::<String>()
+    ))
 }
 
 fn user_not_found(id: &str) -> ScimError {

@@ -20,7 +20,9 @@
 //! - the dense lists (`users`, `groups`, `members.{group}`) hold exactly the live records
 //!   (resp. memberships), each once, with a `len`, chunks and `pos` keys that agree;
 //! - a membership `m/{group}/{user}` exists iff the group lists the user and the user's
-//!   group set `ug/{user}` names the group, and both ends exist.
+//!   group set `ug/{user}` names the group, and both ends exist;
+//! - a block (`crate::blocks`) is of a user that no longer exists, its `userName` index entry
+//!   and its `externalId` key name it, and the `blocks` list holds exactly the blocks.
 //!
 //! # Live stores
 //! A request in flight moves the store through states that break these invariants for a
@@ -35,6 +37,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::blocks::Block;
 use crate::groups::GroupRecord;
 use crate::keys::{self, Index, Key, List, CHUNK};
 use crate::tenants::{Connection, Tenant};
@@ -121,6 +124,14 @@ pub enum ProblemKind {
     MembershipNotInUserGroups { group: String, user: String },
     /// The user's group set names a group the user is not a member of.
     UserGroupsExtra { group: String, user: String },
+    /// A block on a user that still exists: a removal by hand was cut short before it deleted
+    /// the user (the person still has access; remove the user again).
+    BlockedUserPresent { id: String },
+    /// The block's `userName` index entry or `externalId` key does not name it: SCIM can
+    /// create the removed user again by that value.
+    BlockNotAnchored { id: String, attribute: String, expected_key: String },
+    /// An `externalId` block key naming no block with that `externalId` (a lift cut short).
+    BlockKeyDangling { id: String },
 }
 
 impl Problem {
@@ -133,6 +144,7 @@ impl Problem {
             | OrphanRecord { .. }
             | PositionBeyondEnd { .. }
             | IndexDangling { .. }
+            | BlockKeyDangling { .. }
             | CountDrift { .. } => Severity::Garbage,
             ChunkLength { expected, found, .. } if found > expected => Severity::Garbage,
             _ => Severity::Error,
@@ -201,6 +213,11 @@ impl fmt::Display for Problem {
             UserGroupsExtra { group, user } => {
                 write!(f, "group set of {user} names {group}, which has no such membership")
             }
+            BlockedUserPresent { id } => write!(f, "user {id} is blocked but still exists"),
+            BlockNotAnchored { id, attribute, expected_key } => {
+                write!(f, "block of {id}: its {attribute} is not blocked (expected {expected_key} to name it)")
+            }
+            BlockKeyDangling { id } => write!(f, "externalId block key names {id}, which is not blocked by it"),
         }
     }
 }
@@ -264,6 +281,10 @@ struct TenantState {
     lists: BTreeMap<String, (List, ListState)>,
     /// Sums of the user-count shards.
     counts: BTreeMap<String, i64>,
+    /// id → (key, block)
+    blocks: BTreeMap<String, (String, Block)>,
+    /// `externalId` block key → the id it names
+    block_external_ids: BTreeMap<String, String>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8], problems: &mut Vec<Problem>) -> Option<T> {
@@ -379,6 +400,16 @@ where
             Key::LogSlot { tenant, .. } => {
                 let _ = decode::<crate::log::Entry>(&key, &value, &mut problems);
                 tenants.entry(tenant.to_owned()).or_default();
+            }
+            Key::Block { tenant, id } => {
+                if let Some(b) = decode::<Block>(&key, &value, &mut problems) {
+                    let st = tenants.entry(tenant.to_owned()).or_default();
+                    st.blocks.insert(id.to_owned(), (key.clone(), b));
+                }
+            }
+            Key::BlockExternalId { tenant, .. } => {
+                let id = String::from_utf8_lossy(&value).into_owned();
+                tenants.entry(tenant.to_owned()).or_default().block_external_ids.insert(key.clone(), id);
             }
             Key::Rate { .. } => {
                 // The token bucket changes with every request; only its shape is checked.
@@ -539,6 +570,16 @@ fn check_tenant<'a>(t: &str, st: &'a TenantState, problems: &mut Vec<Problem>) {
     }
     for (entry, (ix, ids)) in &st.index {
         for id in ids {
+            // A removed user's userName entry anchors its block (`crate::blocks`).
+            let anchors_block = *ix == Index::UserName
+                && !st.users.contains_key(id)
+                && st
+                    .blocks
+                    .get(id)
+                    .is_some_and(|(_, b)| keys::index(t, Index::UserName, &b.user_name) == *entry);
+            if anchors_block {
+                continue;
+            }
             let exists = match ix {
                 Index::UserName | Index::UserExternalId => st.users.contains_key(id),
                 Index::GroupName | Index::GroupExternalId => st.groups.contains_key(id),
@@ -569,6 +610,8 @@ fn check_tenant<'a>(t: &str, st: &'a TenantState, problems: &mut Vec<Problem>) {
     let live = |all: &BTreeSet<&'a str>| all.iter().copied().filter(|id| !orphans.contains(id)).collect();
     check(List::Users, live(&users), problems);
     check(List::Groups, live(&groups), problems);
+    check(List::Blocks, st.blocks.keys().map(String::as_str).collect(), problems);
+    check_blocks(t, st, problems);
     for g in &groups {
         let should = members.get(g).cloned().unwrap_or_default();
         check(List::Members((*g).to_owned()), should, problems);
@@ -607,6 +650,48 @@ fn check_tenant<'a>(t: &str, st: &'a TenantState, problems: &mut Vec<Problem>) {
                     kind: ProblemKind::UserGroupsExtra { group: g.clone(), user: u.clone() },
                 });
             }
+        }
+    }
+}
+
+fn check_blocks(t: &str, st: &TenantState, problems: &mut Vec<Problem>) {
+    for (id, (key, b)) in &st.blocks {
+        if st.users.contains_key(id) {
+            problems
+                .push(Problem { key: key.clone(), kind: ProblemKind::BlockedUserPresent { id: id.clone() } });
+        }
+        let entry = keys::index(t, Index::UserName, &b.user_name);
+        if st.index.get(&entry).is_none_or(|(_, holders)| !holders.contains(id)) {
+            problems.push(Problem {
+                key: key.clone(),
+                kind: ProblemKind::BlockNotAnchored {
+                    id: id.clone(),
+                    attribute: "userName".into(),
+                    expected_key: entry,
+                },
+            });
+        }
+        if let Some(x) = &b.external_id {
+            let ext = keys::block_external_id(t, x);
+            if st.block_external_ids.get(&ext) != Some(id) {
+                problems.push(Problem {
+                    key: key.clone(),
+                    kind: ProblemKind::BlockNotAnchored {
+                        id: id.clone(),
+                        attribute: "externalId".into(),
+                        expected_key: ext,
+                    },
+                });
+            }
+        }
+    }
+    for (key, id) in &st.block_external_ids {
+        let names_it = st.blocks.get(id).is_some_and(|(_, b)| {
+            b.external_id.as_deref().is_some_and(|x| keys::block_external_id(t, x) == *key)
+        });
+        if !names_it {
+            problems
+                .push(Problem { key: key.clone(), kind: ProblemKind::BlockKeyDangling { id: id.clone() } });
         }
     }
 }
@@ -673,6 +758,7 @@ fn check_list(t: &str, list: &List, state: &ListState, should: &BTreeSet<&str>, 
                 List::Users => keys::user(t, id),
                 List::Groups => keys::group(t, id),
                 List::Members(g) => keys::membership(t, g, id),
+                List::Blocks => keys::block(t, id),
             };
             problems.push(Problem {
                 key,

@@ -101,6 +101,9 @@ pub async fn lookup<S: Store>(
 ///
 /// A shared entry's leftovers change no answer (a lookup reads the records and the filter
 /// decides), so they are only looked for when the entry is full.
+///
+/// A `userName` entry whose record is gone but which anchors a block (`crate::blocks`: the user
+/// was removed by hand) is not taken over: the claim gets the block's refusal (403).
 pub async fn claim<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -170,7 +173,16 @@ async fn leftover<S: Store>(
     if !keys::valid_id(&h.id) {
         return Ok(true);
     }
-    let Some(record) = env.store.get(&record_key(tenant, ix, &h.id)).await? else { return Ok(true) };
+    let Some(record) = env.store.get(&record_key(tenant, ix, &h.id)).await? else {
+        // A user removed by hand keeps its userName entry as the anchor of its block
+        // (`crate::blocks`): never taken over while the block stands.
+        if ix == Index::UserName {
+            if let Some(block) = crate::blocks::get(env, tenant, &h.id).await? {
+                return Err(block.refusal());
+            }
+        }
+        return Ok(true);
+    };
     let still_has_it = record_value(ix, &record.value).is_none_or(|v| same(ix, &v, value));
     Ok(!still_has_it && now.saturating_sub(h.since) >= STALE_CLAIM_MS)
 }

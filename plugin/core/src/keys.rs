@@ -16,7 +16,11 @@
 //! v1/t/{tenant}/list/{list}/c/{n}            ids at positions n*CHUNK .. (n+1)*CHUNK
 //! v1/t/{tenant}/list/{list}/pos/{id}         an id's position in the list
 //! v1/t/{tenant}/lock/{list}                  lease that serialises a list's mutations
-//!     list = users, groups, members.{group}
+//!     list = users, groups, members.{group}, blocks
+//! v1/t/{tenant}/block/{id}                   block a manual removal of user {id} left (`crate::blocks`):
+//!                                            userName, externalId, when, by whom. Its userName's
+//!                                            index entry (`ix/userName/…`) stays, pointing at {id}
+//! v1/t/{tenant}/block/externalId/{value}     the id of the block on an externalId (case-sensitive)
 //! v1/t/{tenant}/rate                         the tenant's rate-limit token bucket (when rateLimit is on)
 //! v1/t/{tenant}/stats/{shard}                user counts by state (sharded counters, `crate::counters`)
 //! v1/t/{tenant}/log/head                     provisioning log: the next sequence number (a hint)
@@ -116,6 +120,15 @@ pub fn index(t: &str, ix: Index, value: &str) -> String {
     format!("v1/t/{t}/ix/{}/{}", ix.name(), segment(&v))
 }
 
+/// A block left by the manual removal of user `id` (`crate::blocks`).
+pub fn block(t: &str, id: &str) -> String {
+    format!("v1/t/{t}/block/{id}")
+}
+/// The block on an `externalId` (case-sensitive, like the attribute): holds the block's id.
+pub fn block_external_id(t: &str, value: &str) -> String {
+    format!("v1/t/{t}/block/externalId/{}", segment(value))
+}
+
 /// The tenant's token bucket (`crate::rate`).
 pub fn rate(t: &str) -> String {
     format!("v1/t/{t}/rate")
@@ -150,6 +163,8 @@ pub enum List {
     Users,
     Groups,
     Members(String),
+    /// The tenant's blocks (`crate::blocks`), for the admin API's list.
+    Blocks,
 }
 
 impl List {
@@ -159,6 +174,7 @@ impl List {
             List::Users => "users".into(),
             List::Groups => "groups".into(),
             List::Members(g) => format!("members.{g}"),
+            List::Blocks => "blocks".into(),
         }
     }
     pub fn len_key(&self, t: &str) -> String {
@@ -225,6 +241,15 @@ pub enum Key<'a> {
     Rate {
         tenant: &'a str,
     },
+    Block {
+        tenant: &'a str,
+        id: &'a str,
+    },
+    /// `segment` is the escaped (possibly hashed) externalId, as in the key.
+    BlockExternalId {
+        tenant: &'a str,
+        segment: &'a str,
+    },
     Tenants,
     TenantStats {
         tenant: &'a str,
@@ -259,6 +284,8 @@ impl Key<'_> {
             | Key::ListPos { tenant, .. }
             | Key::Lock { tenant, .. }
             | Key::Rate { tenant }
+            | Key::Block { tenant, .. }
+            | Key::BlockExternalId { tenant, .. }
             | Key::TenantStats { tenant, .. }
             | Key::LogHead { tenant }
             | Key::LogSlot { tenant, .. } => Some(tenant),
@@ -270,6 +297,7 @@ fn parse_list(name: &str) -> Option<List> {
     match name {
         "users" => Some(List::Users),
         "groups" => Some(List::Groups),
+        "blocks" => Some(List::Blocks),
         _ => name.strip_prefix("members.").filter(|g| valid_id(g)).map(|g| List::Members(g.to_owned())),
     }
 }
@@ -313,6 +341,8 @@ pub fn parse(key: &str) -> Option<Key<'_>> {
         ["list", list, "pos", id] if valid_id(id) => Key::ListPos { tenant, list: parse_list(list)?, id },
         ["lock", list] => Key::Lock { tenant, list: parse_list(list)? },
         ["rate"] => Key::Rate { tenant },
+        ["block", id] if valid_id(id) => Key::Block { tenant, id },
+        ["block", "externalId", seg] if is_segment(seg) => Key::BlockExternalId { tenant, segment: seg },
         ["stats", n] => Key::TenantStats { tenant, shard: parse_shard(n)? },
         ["log", "head"] => Key::LogHead { tenant },
         ["log", "s", n] if is_decimal(n) => Key::LogSlot { tenant, slot: n.parse().ok()? },
@@ -381,6 +411,9 @@ mod tests {
             (members.pos_key(t, id), Key::ListPos { tenant: t, list: members.clone(), id }),
             (members.lock_key(t), Key::Lock { tenant: t, list: members.clone() }),
             (rate(t), Key::Rate { tenant: t }),
+            (block(t, id), Key::Block { tenant: t, id }),
+            (block_external_id(t, "a/B"), Key::BlockExternalId { tenant: t, segment: "a%2fB" }),
+            (List::Blocks.pos_key(t, id), Key::ListPos { tenant: t, list: List::Blocks, id }),
             (TENANTS.to_owned(), Key::Tenants),
             (tenant_stats(t, 7), Key::TenantStats { tenant: t, shard: 7 }),
             (connection_stats(id, 3), Key::ConnectionStats { connection: id, shard: 3 }),

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod blocks;
 pub mod config;
 pub mod consistency;
 pub mod counters;

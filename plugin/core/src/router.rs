@@ -41,6 +41,9 @@ pub enum AdminEndpoint<'a> {
     ScimConnection(&'a str),
     Users(&'a str),
     User(&'a str, &'a str),
+    /// The tenant's blocks (`crate::blocks`), and one by the removed user's id.
+    Blocks(&'a str),
+    Block(&'a str, &'a str),
     Log(&'a str),
     Unknown,
 }
@@ -86,6 +89,8 @@ pub fn route(path: &str) -> Route<'_> {
             ["tenants", t, "scim"] => AdminEndpoint::ScimConnection(t),
             ["tenants", t, "users"] => AdminEndpoint::Users(t),
             ["tenants", t, "users", id] => AdminEndpoint::User(t, id),
+            ["tenants", t, "blocks"] => AdminEndpoint::Blocks(t),
+            ["tenants", t, "blocks", id] => AdminEndpoint::Block(t, id),
             ["tenants", t, "log"] => AdminEndpoint::Log(t),
             _ => AdminEndpoint::Unknown,
         };
@@ -182,6 +187,8 @@ mod tests {
         assert_eq!(route("/admin/v1/tenants/"), Route::Admin(AdminEndpoint::Tenants));
         assert_eq!(route("/admin/v1/tenants/a/users/x"), Route::Admin(AdminEndpoint::User("a", "x")));
         assert_eq!(route("/admin/v1/tenants/a/log"), Route::Admin(AdminEndpoint::Log("a")));
+        assert_eq!(route("/admin/v1/tenants/a/blocks"), Route::Admin(AdminEndpoint::Blocks("a")));
+        assert_eq!(route("/admin/v1/tenants/a/blocks/x"), Route::Admin(AdminEndpoint::Block("a", "x")));
         assert_eq!(route("/admin/"), Route::AdminPage("/"));
         assert_eq!(route("/admin"), Route::AdminPage(""));
         assert_eq!(route("/admin/app.js"), Route::AdminPage("/app.js"));

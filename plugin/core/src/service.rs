@@ -478,8 +478,12 @@ async fn scim<S: Store>(
                 Ok(single_user(rec.render(scope.base)?, &q, StatusCode::OK))
             }
             Method::DELETE => {
-                users::delete_if(env, scope, id, &pre).await?;
-                Ok(no_content())
+                let mut res = no_content();
+                if users::delete(env, scope, id, &pre).await? == users::Deleted::Block {
+                    // Entra's hard delete of a user removed by hand: its block is lifted.
+                    res.extensions_mut().insert(Operation("user.unblock"));
+                }
+                Ok(res)
             }
             _ => Err(ScimError::method_not_allowed("GET, PUT, PATCH, DELETE")),
         },

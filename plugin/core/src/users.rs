@@ -7,10 +7,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::blocks::{self, Block};
 use crate::error::{ScimError, ScimResult};
 use crate::index;
 use crate::keys::{self, Index, List};
 use crate::lifecycle::{Event, Source, UserState};
+use crate::log::Actor;
 use crate::scim::etag::Preconditions;
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch;
@@ -238,6 +240,17 @@ fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("User {id:?} not found"))
 }
 
+/// The answer to a write of a user that does not exist: the refusal of its block if it was
+/// removed by hand (so that Entra, whose PATCH or PUT of a removed user would otherwise get
+/// 404 and create it again, sees why), else 404. One read, on this failure path only.
+async fn missing<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimError {
+    match blocks::get(env, t, id).await {
+        Ok(Some(block)) => block.refusal(),
+        Ok(None) => not_found(id),
+        Err(e) => e,
+    }
+}
+
 pub async fn load<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -275,16 +288,31 @@ pub async fn create<S: Store>(
 ) -> ScimResult<(UserRecord, Created)> {
     let attrs = schema::normalize(ResourceKind::User, body)?;
     limits::check_resource(&attrs, &env.config.limits)?;
+    let t = scope.tenant;
     let user_name = str_attr(&attrs, "userName").unwrap_or_default();
-    if let Some(id) = index::lookup(env, scope.tenant, Index::UserName, user_name).await?.first() {
-        if let Some((old, _)) = load(env, scope.tenant, id).await? {
-            if old.source == Source::Local {
-                let rec =
-                    update(env, scope, id, Some(Source::Scim), &Preconditions::NONE, |_| Ok(attrs.clone()))
-                        .await?;
-                return Ok((rec, Created::MatchedLocal));
+    // The userName's entry: a user that holds it, or the block of a user removed by hand
+    // (`crate::blocks`), which keeps it pointing at the removed id. No extra read for a new name.
+    let mut holder = None;
+    if let Some(id) = index::lookup(env, t, Index::UserName, user_name).await?.first() {
+        match load(env, t, id).await? {
+            Some((old, _)) => holder = Some(old),
+            None => {
+                if let Some(block) = blocks::get(env, t, id).await? {
+                    return Err(block.refusal());
+                }
             }
         }
+    }
+    if let Some(x) = str_attr(&attrs, "externalId") {
+        if let Some(block) = blocks::on_external_id(env, t, x).await? {
+            return Err(block.refusal());
+        }
+    }
+    if let Some(old) = holder.filter(|old| old.source == Source::Local) {
+        let rec =
+            update(env, scope, &old.id, Some(Source::Scim), &Preconditions::NONE, |_| Ok(attrs.clone()))
+                .await?;
+        return Ok((rec, Created::MatchedLocal));
     }
     let rec = insert(env, scope.tenant, attrs, roles::USER, Source::Scim).await?;
     Ok((rec, Created::New))
@@ -416,7 +444,7 @@ where
 {
     let t = scope.tenant;
     for _ in 0..RETRIES {
-        let Some((old, ver)) = load(env, t, id).await? else { return Err(not_found(id)) };
+        let Some((old, ver)) = load(env, t, id).await? else { return Err(missing(env, t, id).await) };
         pre.check_write(&format!("User {id}"), &etag(old.version))?;
         let mut attrs = make(&old)?;
         let state = settle_state(old.state, &mut attrs);
@@ -488,23 +516,24 @@ pub async fn patch<S: Store>(
 /// fails its own compare-and-swap; of two concurrent deletes one wins and the other answers
 /// 404; a concurrent member add that wrote its membership after the cleanup below read the
 /// user's groups finds the record gone and undoes itself (`groups::add_members`).
-pub async fn delete<S: Store>(env: &Env<'_, S>, scope: &Scope<'_>, id: &str) -> ScimResult<()> {
-    delete_if(env, scope, id, &Preconditions::NONE).await
-}
-
-/// [`delete`] under a request's preconditions, checked against the version the delete is
-/// conditional on.
-pub async fn delete_if<S: Store>(
+///
+/// A user removed by hand is gone already: deleting its id lifts its block instead (Entra's
+/// hard delete: the person left the directory for good, and the name may be reused). `pre`
+/// (the request's `If-Match`, …) is checked against the version the delete is conditional on.
+pub async fn delete<S: Store>(
     env: &Env<'_, S>,
     scope: &Scope<'_>,
     id: &str,
     pre: &Preconditions,
-) -> ScimResult<()> {
+) -> ScimResult<Deleted> {
     let t = scope.tenant;
     for _ in 0..RETRIES {
         let Some((rec, ver)) = load(env, t, id).await? else {
             finish_delete(env, t, id).await?;
-            return Err(not_found(id));
+            return match unblock(env, t, id).await? {
+                Some(_) => Ok(Deleted::Block),
+                None => Err(not_found(id)),
+            };
         };
         pre.check_write(&format!("User {id}"), &etag(rec.version))?;
         match env.store.delete(&keys::user(t, id), Condition::Version(ver)).await {
@@ -521,9 +550,88 @@ pub async fn delete_if<S: Store>(
         if let Some(x) = rec.external_id() {
             index::release(env, t, Index::UserExternalId, x, id).await?;
         }
-        return Ok(());
+        return Ok(Deleted::User);
     }
     Err(StoreError::Conflict.into())
+}
+
+/// What a [`delete`] deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    User,
+    /// The id was of a user removed by hand: its block was lifted.
+    Block,
+}
+
+/// Removes a user by hand (admin API): deleted like [`delete`], and blocked (`crate::blocks`)
+/// so that SCIM cannot create or re-enable it until the block is lifted ([`unblock`]).
+///
+/// The block is written before the record is deleted, and the `userName` entry is claimed for
+/// the id first (a no-op when it holds it, as it should) and kept: an outage at any point
+/// leaves the user present or removed-and-blocked, never removed without its block. Removing
+/// a user that is removed and blocked already completes what an earlier removal cut short
+/// (memberships, list position, `externalId` entry) and answers with its block.
+pub async fn remove<S: Store>(env: &Env<'_, S>, t: &str, id: &str, by: &Actor) -> ScimResult<Block> {
+    let mut placed: Option<Block> = None;
+    for _ in 0..RETRIES {
+        let Some((rec, ver)) = load(env, t, id).await? else {
+            let Some(block) = blocks::get(env, t, id).await? else { return Err(not_found(id)) };
+            finish_delete(env, t, id).await?;
+            if let Some(x) = &block.external_id {
+                index::release(env, t, Index::UserExternalId, x, id).await?;
+            }
+            return Ok(block);
+        };
+        let user_name = rec.user_name().unwrap_or_default();
+        let block = Block {
+            id: id.to_owned(),
+            user_name: user_name.to_owned(),
+            external_id: rec.external_id().map(str::to_owned),
+            display_name: rec.display_name().map(str::to_owned),
+            blocked_at: time::rfc3339(env.clock.now_millis()),
+            blocked_by: by.clone(),
+        };
+        // A concurrent write changed the externalId since the last attempt placed the block.
+        if let Some(x) = placed.as_ref().and_then(|p| p.external_id.as_deref()) {
+            if block.external_id.as_deref() != Some(x) {
+                blocks::release_external_id(env, t, x, id).await?;
+            }
+        }
+        // The entry names the id already (one read), unless the store was damaged.
+        if index::lookup(env, t, Index::UserName, user_name).await?.first().map(String::as_str) != Some(id) {
+            index::claim(env, t, Index::UserName, user_name, id).await?;
+        }
+        blocks::place(env, t, &block, placed.is_none()).await?;
+        placed = Some(block.clone());
+        match env.store.delete(&keys::user(t, id), Condition::Version(ver)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        count_states(env, t, Some(rec.state), None).await;
+        crate::groups::remove_user_everywhere(env, t, id).await?;
+        list::remove(env, t, &List::Users, std::slice::from_ref(&rec.id)).await?;
+        if let Some(x) = rec.external_id() {
+            index::release(env, t, Index::UserExternalId, x, id).await?;
+        }
+        return Ok(block);
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Lifts the block on the removed user `id`: SCIM may create the identity again. `None` when
+/// there is no block. The `userName` entry is released only if no user holds the id (a removal
+/// cut short before deleting the user leaves both; lifting then just drops the block).
+pub async fn unblock<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<Option<Block>> {
+    let Some(block) = blocks::get(env, t, id).await? else {
+        blocks::unlist(env, t, id).await?;
+        return Ok(None);
+    };
+    if load(env, t, id).await?.is_none() {
+        index::release(env, t, Index::UserName, &block.user_name, id).await?;
+    }
+    blocks::remove(env, t, &block).await?;
+    Ok(Some(block))
 }
 
 /// What a delete that failed after removing the record leaves (its memberships, its list

@@ -154,15 +154,135 @@ fn a_role_survives_every_scim_write_and_removal_is_immediate() {
     assert_eq!(page["totalResults"], 1);
     let (_, page) = host.send("GET", "/admin/v1/tenants/acme/users?startIndex=2&count=1", ADMIN, None);
     assert_eq!((page["totalResults"].as_u64(), page["itemsPerPage"].as_u64()), (Some(2), Some(1)));
-    // Removed at once: SCIM sees a deleted user, and may create it again (with the base role).
+    // Removed at once: SCIM sees a deleted user, and cannot create it again until the block
+    // the removal left is lifted; then it comes back with the base role.
     assert_eq!(host.send("DELETE", &uri, ADMIN, None).0, 204);
     assert_eq!(host.scim(&t, "GET", &format!("Users/{id}"), None).0, 404);
+    let (s, b) = host.scim(&t, "POST", "Users", Some(json!({"userName": "carol@acme.example"})));
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(host.send("DELETE", &format!("/admin/v1/tenants/acme/blocks/{id}"), ADMIN, None).0, 204);
     let again = host.create_user(&t, "carol@acme.example");
     assert_ne!(again, id);
     assert_eq!(user(&host, &again)["role"], "user");
     let (_, tenant) = host.send("GET", "/admin/v1/tenants/acme", ADMIN, None);
     assert_eq!(tenant["users"], json!({"active": 2, "disabled": 0}));
     host.assert_consistent();
+}
+
+/// The guide's urgent removal: a user removed by hand stays out whatever Entra's next cycle
+/// sends, until an administrator lifts the block; who may see and lift blocks, and the log.
+#[test]
+fn a_removal_by_hand_blocks_the_identity_until_an_administrator_lifts_it() {
+    let host = Host::new();
+    let (t, admin) = acme(&host);
+    let tech = host.create_user(&t, "tess@acme.example");
+    host.send(
+        "PATCH",
+        &format!("/admin/v1/tenants/acme/users/{tech}"),
+        ADMIN,
+        Some(json!({"role": "system_technician"})),
+    );
+    let (s, dave) = host.scim(
+        &t,
+        "POST",
+        "Users",
+        Some(json!({"userName": "Dave@acme.example", "externalId": "oid-dave"})),
+    );
+    assert_eq!(s, 201);
+    let dave = dave["id"].as_str().unwrap().to_owned();
+    let erin = host.create_user(&t, "erin@acme.example");
+    let users = "/admin/v1/tenants/acme/users";
+    let blocks = "/admin/v1/tenants/acme/blocks";
+
+    // A system technician may not remove users; the administrator may.
+    assert_eq!(host.acting(&tech, "DELETE", &format!("{users}/{dave}"), None).0, 403);
+    assert_eq!(host.acting(&admin, "DELETE", &format!("{users}/{dave}"), None).0, 204);
+    // Removing it again completes nothing new and answers 204 with the same block.
+    assert_eq!(host.acting(&admin, "DELETE", &format!("{users}/{dave}"), None).0, 204);
+    let (s, list) = host.acting(&tech, "GET", blocks, None);
+    assert_eq!(s, 200, "{list}");
+    assert_eq!((list["totalResults"].as_u64(), list["itemsPerPage"].as_u64()), (Some(1), Some(1)));
+    let block = &list["blocks"][0];
+    assert_eq!(
+        (block["id"].as_str(), block["userName"].as_str(), block["externalId"].as_str()),
+        (Some(dave.as_str()), Some("Dave@acme.example"), Some("oid-dave"))
+    );
+    assert_eq!(block["blockedBy"], json!({"type": "user", "id": admin, "userName": "Ada@acme.example"}));
+    let at = block["blockedAt"].as_str().unwrap().to_owned();
+    let (_, page) = host.send("GET", users, ADMIN, None);
+    assert!(!page.to_string().contains(&dave), "the removed user is not listed: {page}");
+
+    // Entra's next cycle, in every shape, is refused with the block's detail.
+    let refused = |(s, b): (u16, Value)| {
+        assert_eq!(s, 403, "{b}");
+        let d = b["detail"].as_str().unwrap();
+        assert!(d.contains("blocked by a tenant administrator") && d.contains(&at), "{d}");
+        assert!(b.get("scimType").is_none(), "{b}");
+    };
+    for body in [
+        json!({"userName": "dave@ACME.example"}),
+        json!({"userName": "dave.new@acme.example", "externalId": "oid-dave"}),
+    ] {
+        refused(host.scim(&t, "POST", "Users", Some(body)));
+    }
+    for value in [json!(true), json!("True")] {
+        let on = patch(json!([{"op": "Replace", "path": "active", "value": value}]));
+        refused(host.scim(&t, "PATCH", &format!("Users/{dave}"), Some(on)));
+    }
+    let pathless = patch(json!([{"op": "replace", "value": {"active": true, "displayName": "D"}}]));
+    refused(host.scim(&t, "PATCH", &format!("Users/{dave}"), Some(pathless)));
+    let put = json!({"userName": "Dave@acme.example", "active": true});
+    refused(host.scim(&t, "PUT", &format!("Users/{dave}"), Some(put)));
+    // Another user cannot take the blocked name either.
+    let rename = patch(json!([{"op": "Replace", "path": "userName", "value": "DAVE@acme.example"}]));
+    refused(host.scim(&t, "PATCH", &format!("Users/{erin}"), Some(rename)));
+    assert_eq!(user(&host, &erin)["userName"], "erin@acme.example");
+    assert_eq!(host.scim(&t, "GET", &format!("Users/{dave}"), None).0, 404);
+    host.assert_consistent();
+
+    // Lifting needs the administrator role; unknown blocks are 404.
+    assert_eq!(host.acting(&tech, "DELETE", &format!("{blocks}/{dave}"), None).0, 403);
+    assert_eq!(host.send("DELETE", &format!("{blocks}/{erin}"), ADMIN, None).0, 404);
+    assert_eq!(host.send("GET", &format!("{blocks}/not-an-id"), ADMIN, None).0, 404);
+    assert_eq!(host.acting(&admin, "DELETE", &format!("{blocks}/{dave}"), None).0, 204);
+    let (_, list) = host.send("GET", blocks, ADMIN, None);
+    assert_eq!(list["totalResults"], 0);
+    let (s, again) = host.scim(
+        &t,
+        "POST",
+        "Users",
+        Some(json!({"userName": "dave@acme.example", "externalId": "oid-dave"})),
+    );
+    assert_eq!(s, 201, "{again}");
+    assert_eq!(user(&host, again["id"].as_str().unwrap())["role"], "user");
+    host.assert_consistent();
+
+    // The log: the removal and its block, the refusals with their detail, the lift.
+    let entries = log(&host, "resourceType=User&count=100");
+    let seen: Vec<(String, String, u64)> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let actor = e["actor"]["type"].as_str().unwrap().to_owned();
+            (e["operation"].as_str().unwrap().to_owned(), actor, e["status"].as_u64().unwrap())
+        })
+        .collect();
+    for want in [
+        ("user.remove", "user", 204),
+        ("user.block", "user", 204),
+        ("user.create", "scim", 403),
+        ("user.update", "scim", 403),
+        ("user.replace", "scim", 403),
+        ("user.unblock", "user", 403),
+        ("user.unblock", "user", 204),
+    ] {
+        let want = (want.0.to_owned(), want.1.to_owned(), want.2);
+        assert!(seen.contains(&want), "{want:?} not in {seen:?}");
+    }
+    let unblock = log(&host, "operation=user.unblock&outcome=success");
+    assert_eq!(unblock["entries"][0]["targetName"], "Dave@acme.example");
+    assert_eq!(unblock["entries"][0]["target"], json!(dave));
 }
 
 #[test]

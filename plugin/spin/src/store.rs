@@ -1,51 +1,100 @@
-//! The core's [`Store`] over Spin's key-value store `default`.
+//! The core's [`Store`] over Spin's key-value store `default`, correct on both backends the
+//! README offers — SQLite (Spin's default) and Redis (runtime config) — without being told which
+//! one it runs on.
 //!
 //! Spin's key-value store has no versions and no conditional writes of its own. The only atomic
-//! operations are those of `wasi:keyvalue/atomics@0.2.0-draft2`, with these semantics in Spin
-//! 4.0.2 (`crates/key-value-spin/src/store.rs`, and measured):
-//! - `increment(bucket, key, delta)` is atomic; an absent key counts as 0 and the stored value
-//!   is the `i64` as 8 little-endian bytes. On a value that is not exactly 8 bytes, Spin's SQLite
-//!   backend panics the host task, so **a data key is never incremented**.
-//! - `Cas::new(bucket, key)` + `cas.current()` records the value seen; `swap(cas, value)` then
-//!   writes only if the stored value still equals the recorded one (an `UPDATE … WHERE
-//!   value = old`) — **but when `current()` saw no value, `swap` is an unconditional upsert**.
-//!   Compare-and-swap is atomic only on a key that exists.
+//! operations are those of `wasi:keyvalue/atomics@0.2.0-draft2`. Their semantics differ by
+//! backend; measured in the real Spin 4.0.2 with Redis 7.0 (`MONITOR` by hand, `INFO
+//! commandstats` in `host-tests/tests/real_spin.rs`) and read in its source (`crates/key-value-spin`, `crates/key-value-redis`,
+//! `crates/factor-key-value/src/host.rs` at tag v4.0.2):
+//!
+//! | operation | SQLite (default) | Redis |
+//! |---|---|---|
+//! | `get` / `set` / `delete` | `SELECT` / upsert / `DELETE` | `GET` / `SET` / `DEL` |
+//! | `increment(key, d)` | atomic (one transaction); absent = 0; stores the `i64` as 8 LE bytes; **panics the host task** on a value that is not 8 bytes | atomic `INCRBY`; absent = 0; stores decimal ASCII (`"1"`); a non-integer value is an error |
+//! | `Cas::new` | nothing | opens a **new Redis connection** for this CAS |
+//! | `current()` | reads and records the value | `WATCH key` + `GET key` on that connection |
+//! | `swap` on an existing key | `UPDATE … WHERE value = recorded`: atomic, answer truthful | `MULTI; SET; EXEC`: atomic (`EXEC` is aborted if the key was written since `WATCH`) — **but the answer is always `CasFailed`** |
+//! | `swap` when `current()` saw no value | unconditional upsert: **not atomic**, always `Ok` | atomic as above (`WATCH` covers an absent key), answer always `CasFailed` |
+//!
+//! Why Redis always answers `CasFailed`: after `EXEC`, Spin 4.0.2 sends `UNWATCH key`, and
+//! `UNWATCH` takes no argument, so Redis answers `ERR wrong number of arguments for 'unwatch'
+//! command` (Redis's `INFO commandstats` counts one `rejected_calls` of `unwatch` per swap),
+//! which Spin turns into `CasFailed` — after the `SET` has (or has not) landed. On a
+//! `CasFailed`, Spin also opens another connection and `WATCH`es/`GET`s the key for the new CAS
+//! it hands back. The adapter before this one believed `CasFailed`, so on Redis every
+//! conditional write it made looked lost although it had landed: the core retried against its
+//! own writes until it gave up, and every write request answered 409 "changed by a concurrent
+//! request", leaving a claim counter and log slots behind per retry.
+//!
+//! The wasmtime test host reproduces both: `host-tests/src/kv.rs` (`MemKv`/`SqliteKv` for
+//! SQLite, `RedisKv` for Redis; the Entra suite and the contention workload run on both).
+//!
+//! So a `swap`'s answer is read as follows: `Ok` is believed (SQLite's `Ok` is truthful; Spin
+//! 4.0.2's Redis store never answers `Ok`, and `host-tests/tests/real_spin.rs` would see two
+//! 201s for one `userName` if a later Spin started to answer `Ok` for an aborted `EXEC`).
+//! `CasFailed` is **checked**: the adapter re-reads the key and decides from what it finds,
+//! which it can because every value it writes is unique (below). On SQLite a `CasFailed` is
+//! truthful and the check agrees with it at the cost of one read on a lost race.
 //!
 //! ## Encoding
-//! Every value the core writes is stored as one tag byte and the payload: `0x01` + value for a
-//! live value, the single byte `0x00` for a tombstone. [`Store::get`] treats tombstones like
-//! absent keys. The [`Version`] of a live value is derived from its content, because Spin keeps
-//! no version: SipHash-1-3 of the stored bytes under a key drawn from `wasi:random` for each
-//! instance (std's `RandomState`). A version is only ever compared within the request that read
-//! it (the core never stores or shows one; an ETag is the record's own counter), so it need not
-//! be stable across instances; keyed, its 64 bits cannot be steered by whoever writes the values.
-//! Two writes of the same bytes share a version; for "has it changed since I read it" that is
-//! enough, since `swap` compares whole values anyway. (It was the first 8 bytes of SHA-256:
-//! no stronger, as 64 bits of an unkeyed hash, and a tenth of the speed in wasm, where every
-//! read of a user record hashed it.)
+//! Every value the adapter writes carries a **write id**: 64 random bits from `wasi:random`,
+//! fresh for each write, and the write id of the value it replaced (`prev`, 0 when unknown):
+//! - `0x02` ‖ id (8 bytes LE) ‖ prev (8 bytes LE) ‖ the core's bytes — a live value;
+//! - `0x03` ‖ id ‖ prev — a tombstone (a deleted key; [`Store::get`] treats it as absent).
+//!
+//! The [`Version`] of such a value is its write id: unique, so no two writes — even of the same
+//! bytes, such as two requests raising the same counter to the same number — share a version.
+//! Values of the earlier encoding are still read: `0x01` ‖ bytes (live) and `0x00` (tombstone),
+//! whose version is a SipHash-1-3 of the stored bytes under a per-instance random key.
+//!
+//! **Deciding a `CasFailed`.** Let `mine` be the write id just swapped in. The re-read finds:
+//! - a value whose id is `mine`: the write landed (Redis);
+//! - a value whose `prev` is `mine`: the write landed and a conditional writer has since
+//!   replaced it (it read `mine` first, so it records it as `prev`);
+//! - anything else: the write did not land → `Conflict`.
+//!
+//! The last case is wrong only if, between this `EXEC` and the re-read — one `UNWATCH`, one
+//! connection opened by Spin and one `GET` — **two or more** other writes replaced the key, or an
+//! unconditional write did (it records no `prev`); then a write that landed is reported as a
+//! `Conflict`, and the core, which retries conflicts by re-reading, may apply its change twice
+//! (a counter counted twice shows as `CountDrift` in `scim-edge-fsck`). The core's
+//! unconditional writes go to keys nobody else writes yet (a new record, a new connection), so
+//! this needs three requests racing for one key within a few hundred microseconds.
 //!
 //! ## Conditional writes
 //! - `put(Any)`: a plain `set`.
 //! - `put(Version(v))`: CAS from the live value whose version is `v`; anything else is a
-//!   `Conflict`, and so is a lost swap (`CasFailed`).
-//! - `put(Absent)`: if `current()` shows a tombstone, CAS from the tombstone (atomic: the key
-//!   exists); a live value is a `Conflict`. If the key has never existed, CAS would be a blind
-//!   upsert, so creators first claim the key: `increment("claim/" + key, 1)`. Only the creator
-//!   that gets 1 may write the absent key (it re-reads first, so a tombstone or live value
-//!   written meanwhile is still honoured); later claimers re-read and may only CAS from a
-//!   tombstone, otherwise they get `Conflict`.
-//! - `delete(Any)`: `set(key, [0x00])`. `delete(Version(v))`: CAS from the live value to a
+//!   `Conflict`, and so is a lost swap.
+//! - `put(Absent)`: if `current()` shows a tombstone, CAS from the tombstone (atomic on both
+//!   backends: the key exists); a live value is a `Conflict`. If the key has never existed,
+//!   SQLite's `swap` would be a blind upsert, so creators first claim the key:
+//!   `increment("claim/" + key, 1)`. Only the creator that gets 1 may write the absent key (it
+//!   re-reads first, so a tombstone or live value written meanwhile is still honoured); later
+//!   claimers re-read and may only CAS from a tombstone, otherwise they get `Conflict`. Redis
+//!   would not need the claim (its `WATCH` covers absent keys), but the adapter cannot tell the
+//!   backends apart (short of guessing from the stored form of a counter: 8 bytes or decimal
+//!   text), and the claim is correct on both.
+//! - `delete(Any)`: `set` a tombstone. `delete(Version(v))`: CAS from the live value to a
 //!   tombstone. `delete(Absent)`: `Conflict`.
 //!
 //! **Keys are never physically removed.** Once a key has existed, every later create is a real
 //! CAS against its tombstone. A physical delete would put the key back into the "never
 //! existed" state, where creation depends on the claim counter — which is already ≥ 1, so the
-//! key could never be created again. The price is one tombstone (key + 1 byte) per deleted key,
-//! and one 8-byte `claim/…` key per key first created with `Absent`; the core never lists keys.
+//! key could never be created again. The price is one tombstone (key + 17 bytes) per deleted
+//! key, and one `claim/…` counter per key first created with `Absent`; the core never lists keys.
 //!
 //! Residual risk: a creator that wins the claim and then dies before its write (the instance
-//! traps between two host calls) leaves the key uncreatable with `Absent` until it is written
-//! unconditionally. Nothing in this adapter traps between those calls.
+//! traps between two host calls, or Spin is killed) leaves the key uncreatable with `Absent`
+//! until it is written unconditionally. Nothing in this adapter traps between those calls; a
+//! killed process can stop there (the window is three host calls: `Cas::new`, `current()`,
+//! `swap`). On SQLite no safe takeover exists (the claimer's `swap` is a blind upsert that
+//! would overwrite whatever a taker-over wrote); Redis would allow one (see above on telling
+//! the backends apart). `scim-edge-fsck` reports such a key ("claimed for creation … but never written"); writing a
+//! tombstone repairs it — Redis: `{ printf '\003'; head -c 16 /dev/zero; } | redis-cli -x SET
+//! '<key>'`, SQLite: `INSERT INTO spin_key_value VALUES ('default', '<key>',
+//! X'0300000000000000000000000000000000')`. `host-tests/tests/real_spin.rs` SIGKILLs a
+//! `spin up` on Redis in the middle of the contention workload and runs the check.
 //!
 //! Host errors become [`StoreError::Unavailable`] with the host's message, also logged.
 
@@ -60,10 +109,16 @@ use spin_sdk::experimental::wasi::keyvalue::store::{self as wasi_kv, Bucket};
 /// The store every key lives in; `spin.toml` grants the component exactly this one.
 const STORE_LABEL: &str = "default";
 
-/// Tag of a live value: `LIVE` followed by the core's bytes.
-const LIVE: u8 = 0x01;
-/// A deleted key: exactly this one byte.
-const TOMBSTONE: [u8; 1] = [0x00];
+/// Tag of a live value: `LIVE` ‖ write id ‖ prev ‖ the core's bytes.
+const LIVE: u8 = 0x02;
+/// Tag of a tombstone: `TOMBSTONE` ‖ write id ‖ prev.
+const TOMBSTONE: u8 = 0x03;
+/// The earlier encoding, still read: `LEGACY_LIVE` ‖ bytes, and the single byte
+/// `LEGACY_TOMBSTONE`.
+const LEGACY_LIVE: u8 = 0x01;
+const LEGACY_TOMBSTONE: u8 = 0x00;
+/// Tag, write id, prev.
+const HEADER: usize = 17;
 /// Prefix of the claim counters that settle creation of never-existing keys (the core's own
 /// keys all start with `v1/`).
 const CLAIM_PREFIX: &str = "claim/";
@@ -75,40 +130,70 @@ enum Stored<'a> {
     Tombstone,
 }
 
+/// A stored value decoded: what it is, and the write ids it carries (`None` for the legacy
+/// encoding, which has none).
+#[derive(Debug, PartialEq, Eq)]
+struct Decoded<'a> {
+    stored: Stored<'a>,
+    /// (write id, prev)
+    ids: Option<(u64, u64)>,
+}
+
+fn id_at(raw: &[u8], at: usize) -> Option<u64> {
+    raw.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+}
+
 /// `None`: not a value this adapter wrote.
-fn decode(raw: &[u8]) -> Option<Stored<'_>> {
-    match raw.split_first() {
-        Some((&LIVE, value)) => Some(Stored::Live(value)),
-        Some((0x00, [])) => Some(Stored::Tombstone),
+fn decode(raw: &[u8]) -> Option<Decoded<'_>> {
+    let ids = || Some((id_at(raw, 1)?, id_at(raw, 9)?));
+    match *raw.first()? {
+        LIVE => Some(Decoded { stored: Stored::Live(raw.get(HEADER..)?), ids: Some(ids()?) }),
+        TOMBSTONE if raw.len() == HEADER => Some(Decoded { stored: Stored::Tombstone, ids: Some(ids()?) }),
+        LEGACY_LIVE => Some(Decoded { stored: Stored::Live(raw.get(1..)?), ids: None }),
+        LEGACY_TOMBSTONE if raw.len() == 1 => Some(Decoded { stored: Stored::Tombstone, ids: None }),
         _ => None,
     }
 }
 
 /// [`decode`] the value read from `key`; a foreign value makes the store unusable for it.
-fn decode_at<'a>(key: &str, raw: &'a [u8]) -> Result<Stored<'a>, StoreError> {
+fn decode_at<'a>(key: &str, raw: &'a [u8]) -> Result<Decoded<'a>, StoreError> {
     decode(raw)
         .ok_or_else(|| logged(format!("spin key-value: {key:?} holds a value scim-edge did not write")))
 }
 
-fn encode_live(value: &[u8]) -> Vec<u8> {
-    let mut raw = Vec::with_capacity(value.len() + 1);
-    raw.push(LIVE);
+/// A value to write: `tag` ‖ `id` ‖ `prev` ‖ `value`.
+fn encode(tag: u8, id: u64, prev: u64, value: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(HEADER + value.len());
+    raw.push(tag);
+    raw.extend_from_slice(&id.to_le_bytes());
+    raw.extend_from_slice(&prev.to_le_bytes());
     raw.extend_from_slice(value);
     raw
 }
 
-/// Versions of stored bytes: a keyed hash (see the module doc), one key per store, so per
-/// instance and request.
+/// A fresh write id: 64 bits from `wasi:random`, never 0 (0 is "prev unknown").
+fn write_id() -> Result<u64, StoreError> {
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf).map_err(|e| unavailable("random write id", e))?;
+    Ok(u64::from_le_bytes(buf).max(1))
+}
+
+/// Versions of stored values: the write id, or for a legacy value a keyed hash of its bytes
+/// (see the module doc), one key per store, so per instance and request.
 struct Versions(RandomState);
 
 impl Versions {
-    fn of(&self, raw: &[u8]) -> Version {
-        Version(self.0.hash_one(raw))
+    fn of(&self, raw: &[u8], decoded: &Decoded<'_>) -> Version {
+        match decoded.ids {
+            Some((id, _)) => Version(id),
+            None => Version(self.0.hash_one(raw)),
+        }
     }
 
     /// True if `raw` is a live value read at version `v`.
     fn is_live_at(&self, key: &str, raw: &[u8], v: Version) -> Result<bool, StoreError> {
-        Ok(matches!(decode_at(key, raw)?, Stored::Live(_)) && self.of(raw) == v)
+        let d = decode_at(key, raw)?;
+        Ok(matches!(d.stored, Stored::Live(_)) && self.of(raw, &d) == v)
     }
 }
 
@@ -128,6 +213,12 @@ pub(crate) struct SpinStore {
     kv: OnceCell<spin_sdk::key_value::Store>,
     bucket: OnceCell<Bucket>,
     versions: Versions,
+}
+
+/// What a conditional write swaps in: the encoded value and its write id.
+struct Write {
+    raw: Vec<u8>,
+    id: u64,
 }
 
 impl SpinStore {
@@ -153,19 +244,56 @@ impl SpinStore {
         Ok(self.bucket.get_or_init(|| b))
     }
 
+    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.kv().await?.get(key).await.map_err(|e| unavailable("get", e))
+    }
+
     async fn set(&self, key: &str, raw: &[u8]) -> Result<(), StoreError> {
         self.kv().await?.set(key, raw).await.map_err(|e| unavailable("set", e))
     }
 
-    /// Starts a compare-and-swap: Spin records the value `current()` returns.
+    /// Starts a compare-and-swap: Spin records the value `current()` returns (SQLite) or
+    /// `WATCH`es the key (Redis).
     fn begin(&self, key: &str) -> Result<(Cas, Option<Vec<u8>>), StoreError> {
         let cas = Cas::new(self.bucket()?, key).map_err(|e| unavailable("cas", e))?;
         let current = cas.current().map_err(|e| unavailable("cas current", e))?;
         Ok((cas, current))
     }
 
+    /// The write replacing `old` (the raw value `current()` saw, if any).
+    fn write(&self, tag: u8, old: Option<&[u8]>, value: &[u8]) -> Result<Write, StoreError> {
+        let prev = old.and_then(|raw| decode(raw).map(|d| self.versions.of(raw, &d).0)).unwrap_or(0);
+        let id = write_id()?;
+        Ok(Write { raw: encode(tag, id, prev, value), id })
+    }
+
+    /// Swaps `w` in. `Ok` is believed; a `CasFailed` is checked against the stored value (see
+    /// the module doc: Spin's Redis store answers `CasFailed` to every swap, landed or not).
+    async fn swap(&self, key: &str, cas: Cas, w: &Write) -> Result<(), StoreError> {
+        match atomics::swap(cas, &w.raw) {
+            Ok(()) => Ok(()),
+            Err(CasError::StoreError(e)) => Err(unavailable("swap", e)),
+            Err(CasError::CasFailed(retry)) => {
+                // Spin's fresh CAS for a retry: not used (the core decides about retries).
+                drop(retry);
+                let landed = self
+                    .get_raw(key)
+                    .await?
+                    .as_deref()
+                    .and_then(decode)
+                    .and_then(|d| d.ids)
+                    .is_some_and(|(id, prev)| id == w.id || prev == w.id);
+                if landed {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
+        }
+    }
+
     /// Creates `key` only if it holds no live value (see the module doc).
-    fn create(&self, key: &str, raw: &[u8]) -> Result<(), StoreError> {
+    async fn create(&self, key: &str, value: &[u8]) -> Result<u64, StoreError> {
         let (mut cas, mut current) = self.begin(key)?;
         let mut first_claim = false;
         if current.is_none() {
@@ -174,61 +302,64 @@ impl SpinStore {
             first_claim = n == 1;
             (cas, current) = self.begin(key)?;
         }
-        match current {
+        let w = match current.as_deref() {
             // Only the first claimer may write a key that has never existed: for it, the
-            // upsert that `swap` performs here is the create.
-            None if first_claim => swap(cas, raw),
+            // upsert that SQLite's `swap` performs here is the create.
+            None if first_claim => self.write(LIVE, None, value)?,
             // Another creator claimed it first and is writing it now.
-            None => Err(StoreError::Conflict),
-            Some(old) => match decode_at(key, &old)? {
-                Stored::Tombstone => swap(cas, raw),
-                Stored::Live(_) => Err(StoreError::Conflict),
+            None => return Err(StoreError::Conflict),
+            Some(old) => match decode_at(key, old)?.stored {
+                Stored::Tombstone => self.write(LIVE, Some(old), value)?,
+                Stored::Live(_) => return Err(StoreError::Conflict),
             },
-        }
+        };
+        self.swap(key, cas, &w).await?;
+        Ok(w.id)
     }
 
-    /// Replaces the live value read at version `v` with `raw`.
-    fn replace(&self, key: &str, v: Version, raw: &[u8]) -> Result<(), StoreError> {
+    /// Replaces the live value read at version `v` with a value tagged `tag`.
+    async fn replace(&self, key: &str, v: Version, tag: u8, value: &[u8]) -> Result<u64, StoreError> {
         let (cas, current) = self.begin(key)?;
-        match current {
-            Some(old) if self.versions.is_live_at(key, &old, v)? => swap(cas, raw),
-            _ => Err(StoreError::Conflict),
-        }
+        let w = match current.as_deref() {
+            Some(old) if self.versions.is_live_at(key, old, v)? => self.write(tag, Some(old), value)?,
+            _ => return Err(StoreError::Conflict),
+        };
+        self.swap(key, cas, &w).await?;
+        Ok(w.id)
     }
-}
-
-fn swap(cas: Cas, raw: &[u8]) -> Result<(), StoreError> {
-    atomics::swap(cas, raw).map_err(|e| match e {
-        CasError::CasFailed(_) => StoreError::Conflict,
-        CasError::StoreError(e) => unavailable("swap", e),
-    })
 }
 
 impl Store for SpinStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let Some(raw) = self.kv().await?.get(key).await.map_err(|e| unavailable("get", e))? else {
+        let Some(raw) = self.get_raw(key).await? else {
             return Ok(None);
         };
-        Ok(match decode_at(key, &raw)? {
-            Stored::Live(value) => Some(Versioned { value: value.to_vec(), version: self.versions.of(&raw) }),
+        let d = decode_at(key, &raw)?;
+        Ok(match d.stored {
+            Stored::Live(value) => {
+                Some(Versioned { value: value.to_vec(), version: self.versions.of(&raw, &d) })
+            }
             Stored::Tombstone => None,
         })
     }
 
     async fn put(&self, key: &str, value: &[u8], cond: Condition) -> Result<Version, StoreError> {
-        let raw = encode_live(value);
-        match cond {
-            Condition::Any => self.set(key, &raw).await?,
-            Condition::Absent => self.create(key, &raw)?,
-            Condition::Version(v) => self.replace(key, v, &raw)?,
-        }
-        Ok(self.versions.of(&raw))
+        let id = match cond {
+            Condition::Any => {
+                let w = self.write(LIVE, None, value)?;
+                self.set(key, &w.raw).await?;
+                w.id
+            }
+            Condition::Absent => self.create(key, value).await?,
+            Condition::Version(v) => self.replace(key, v, LIVE, value).await?,
+        };
+        Ok(Version(id))
     }
 
     async fn delete(&self, key: &str, cond: Condition) -> Result<(), StoreError> {
         match cond {
-            Condition::Any => self.set(key, &TOMBSTONE).await,
-            Condition::Version(v) => self.replace(key, v, &TOMBSTONE),
+            Condition::Any => self.set(key, &self.write(TOMBSTONE, None, &[])?.raw).await,
+            Condition::Version(v) => self.replace(key, v, TOMBSTONE, &[]).await.map(|_| ()),
             Condition::Absent => Err(StoreError::Conflict),
         }
     }
@@ -239,32 +370,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn live_values_round_trip_with_a_tag() {
-        let raw = encode_live(b"{\"a\":1}");
-        assert_eq!(raw.first(), Some(&LIVE));
-        assert_eq!(decode(&raw), Some(Stored::Live(b"{\"a\":1}".as_slice())));
-        assert_eq!(decode(&encode_live(b"")), Some(Stored::Live(b"".as_slice())));
+    fn live_values_and_tombstones_carry_their_write_ids() {
+        let raw = encode(LIVE, 7, 5, b"{\"a\":1}");
+        assert_eq!(raw.len(), HEADER + 7);
+        let d = decode(&raw).unwrap();
+        assert_eq!(d, Decoded { stored: Stored::Live(b"{\"a\":1}".as_slice()), ids: Some((7, 5)) });
+        assert_eq!(decode(&encode(LIVE, 1, 0, b"")).unwrap().stored, Stored::Live(b"".as_slice()));
+        let t = encode(TOMBSTONE, 9, 7, b"");
+        assert_eq!(decode(&t), Some(Decoded { stored: Stored::Tombstone, ids: Some((9, 7)) }));
     }
 
     #[test]
-    fn tombstone_is_one_zero_byte_and_anything_else_is_foreign() {
-        assert_eq!(decode(&TOMBSTONE), Some(Stored::Tombstone));
+    fn legacy_values_are_read_and_anything_else_is_foreign() {
+        assert_eq!(decode(b"\x01{}"), Some(Decoded { stored: Stored::Live(b"{}".as_slice()), ids: None }));
+        assert_eq!(decode(&[0x00]), Some(Decoded { stored: Stored::Tombstone, ids: None }));
         assert!(decode(&[]).is_none());
         assert!(decode(&[0x00, 0x01]).is_none());
-        assert!(decode(&[0x02, b'x']).is_none());
-        // A claim counter (i64 LE) is not a value the core wrote.
+        assert!(decode(&[LIVE, 1, 2]).is_none(), "a live value shorter than its header");
+        assert!(decode(&[&encode(TOMBSTONE, 1, 0, b"")[..], b"x"].concat()).is_none());
+        assert!(decode(&[0x04, b'x']).is_none());
+        // Claim counters: SQLite's 8-byte i64, Redis's decimal ASCII.
         assert!(decode(&2i64.to_le_bytes()).is_none());
+        assert!(decode(b"2").is_none());
         assert!(matches!(decode_at("claim/k", &2i64.to_le_bytes()), Err(StoreError::Unavailable(_))));
     }
 
     #[test]
-    fn version_is_content_derived_and_tag_sensitive() {
+    fn version_is_the_write_id_or_a_hash_of_a_legacy_value() {
         let versions = Versions(RandomState::new());
-        let a = encode_live(b"a");
-        assert_eq!(versions.of(&a), versions.of(&encode_live(b"a")));
-        assert_ne!(versions.of(&a), versions.of(&encode_live(b"b")));
-        assert_ne!(versions.of(b"a"), versions.of(&a));
-        assert_eq!(versions.is_live_at("k", &a, versions.of(&a)), Ok(true));
-        assert_eq!(versions.is_live_at("k", &TOMBSTONE, versions.of(&TOMBSTONE)), Ok(false));
+        let a = encode(LIVE, 42, 0, b"same");
+        let b = encode(LIVE, 43, 0, b"same");
+        assert_eq!(versions.of(&a, &decode(&a).unwrap()), Version(42));
+        // Same bytes written twice: two versions.
+        assert_ne!(versions.of(&b, &decode(&b).unwrap()), versions.of(&a, &decode(&a).unwrap()));
+        assert_eq!(versions.is_live_at("k", &a, Version(42)), Ok(true));
+        assert_eq!(versions.is_live_at("k", &encode(TOMBSTONE, 42, 0, b""), Version(42)), Ok(false));
+        let legacy = b"\x01x".to_vec();
+        let v = versions.of(&legacy, &decode(&legacy).unwrap());
+        assert_eq!(versions.is_live_at("k", &legacy, v), Ok(true));
+        assert_ne!(v, versions.of(b"\x01y", &decode(b"\x01y").unwrap()));
     }
 }

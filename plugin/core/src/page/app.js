@@ -24,6 +24,7 @@
     'tenant.create', 'tenant.update',
     'scim.generate', 'scim.regenerate', 'scim.revoke',
     'user.create', 'user.match', 'user.replace', 'user.update', 'user.delete', 'user.role', 'user.remove',
+    'user.block', 'user.unblock',
     'group.create', 'group.replace', 'group.update', 'group.delete',
   ];
   const PERMISSION_TEXT = {
@@ -787,7 +788,12 @@
     return p.toString();
   }
 
+  /** State "Blocked": the users removed by hand, from /blocks (role, source and search do not apply). */
+  const blockedView = () => $('users-state').value === 'blocked';
+
   async function loadUsers(seq) {
+    for (const id of ['users-role', 'users-source', 'users-q']) $(id).disabled = blockedView();
+    if (blockedView()) return loadBlocks(seq);
     const { data } = await tapi('GET', `/users?${userQuery()}`);
     if (seq !== state.seq) return;
     const users = (data && data.users) || [];
@@ -803,6 +809,70 @@
       : `0 of ${total.toLocaleString()}`;
     $('users-prev').disabled = start <= 1;
     $('users-next').disabled = start + users.length > total || users.length === 0;
+  }
+
+  async function loadBlocks(seq) {
+    const p = new URLSearchParams({ startIndex: String(state.users.startIndex), count: $('users-count').value });
+    const { data } = await tapi('GET', `/blocks?${p}`);
+    if (seq !== state.seq) return;
+    const blocks = (data && data.blocks) || [];
+    const total = (data && data.totalResults) || 0;
+    const start = (data && data.startIndex) || state.users.startIndex;
+    state.users.total = total;
+    state.users.startIndex = start;
+    state.users.count = Number($('users-count').value);
+    $('users-body').replaceChildren(...blocks.map(blockRow));
+    show($('users-empty'), blocks.length === 0);
+    $('users-range').textContent = blocks.length
+      ? `${start}–${start + blocks.length - 1} of ${total.toLocaleString()} blocked`
+      : `0 of ${total.toLocaleString()} blocked`;
+    $('users-prev').disabled = start <= 1;
+    $('users-next').disabled = start + blocks.length > total || blocks.length === 0;
+  }
+
+  function blockedByText(a) {
+    if (!a) return '';
+    if (a.type === 'user') return ` by ${a.userName || a.id}`;
+    if (a.type === 'operator') return ' by the operator';
+    return '';
+  }
+
+  function blockRow(b) {
+    return h('tr', { testid: 'block-row', dataset: { userId: b.id, userName: b.userName, state: 'blocked' } },
+      h('td', {},
+        h('div', { class: 'strong', testid: 'user-username', text: b.userName }),
+        b.externalId ? h('div', { class: 'muted small', text: `externalId ${b.externalId}` }) : null),
+      h('td', { testid: 'user-displayname' }, b.displayName || h('span', { class: 'muted', text: '—' })),
+      h('td', {},
+        badge('Blocked', 'danger', 'user-state'),
+        h('div', { class: 'muted small', testid: 'block-since' }, 'since ', timeEl(b.blockedAt, '—'), blockedByText(b.blockedBy))),
+      h('td', {}, h('span', { class: 'muted', text: '—' })),
+      h('td', {}, h('span', { class: 'muted', text: '—' })),
+      h('td', { class: 'row-actions' },
+        h('button', {
+          type: 'button', class: 'btn btn-small', testid: 'block-unblock',
+          'aria-label': `Unblock ${b.userName}`, text: 'Unblock', onclick: () => unblock(b),
+        })));
+  }
+
+  async function unblock(b) {
+    clearMessages();
+    const ok = await confirmDialog({
+      title: `Unblock ${b.userName}?`,
+      text: 'Microsoft Entra ID may then create this user again (with the base role) on its next cycle, '
+        + 'if the user is still assigned to the application there.',
+      ok: 'Unblock',
+    });
+    if (!ok) return;
+    const seq = state.seq;
+    try {
+      await tapi('DELETE', `/blocks/${enc(b.id)}`);
+      notify(`${b.userName} is no longer blocked.`);
+      if (seq !== state.seq) return;
+      await loadUsers(seq);
+    } catch (e) {
+      showError(e, `Unblocking ${b.userName}`);
+    }
   }
 
   function roleSelect(u) {
@@ -860,17 +930,16 @@
     clearMessages();
     const ok = await confirmDialog({
       title: `Remove ${u.userName}?`,
-      text: 'The user and every trace of it are deleted at once (SCIM then answers 404 for it). '
-        + (u.source === 'scim'
-          ? 'If Microsoft Entra ID still assigns this user, its next cycle creates the user again.'
-          : ''),
+      text: 'The user and every trace of it are deleted at once, and the user is blocked: SCIM cannot '
+        + 'create, update or re-enable it until an administrator unblocks it (State: Blocked) or it is '
+        + 'deleted in Microsoft Entra ID.',
       ok: 'Remove user',
     });
     if (!ok) return;
     const seq = state.seq;
     try {
       await tapi('DELETE', `/users/${enc(u.id)}`);
-      notify(`${u.userName} was removed.`);
+      notify(`${u.userName} was removed and blocked.`);
       if (seq !== state.seq) return;
       await loadUsers(seq);
       await refreshCandidates(seq);

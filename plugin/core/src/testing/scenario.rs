@@ -6,7 +6,8 @@
 //! do over a tenant's life: create the tenant and generate its SCIM configuration (the
 //! product guide's "Generate SCIM Configuration"), Test Connection, match-before-create,
 //! create, update in the dialect's PATCH form, manager, rename, groups and members, disable
-//! (unassigned: the user is kept) and re-enable, hard delete (the user is gone), paging,
+//! (unassigned: the user is kept) and re-enable, hard delete (the user is gone), the guide's
+//! urgent removal by hand (a block that Entra's next cycle cannot undo), paging,
 //! discovery, regenerate (old URL and token stop working, data stays) and revoke, and the
 //! plan gate (SCIM is an Advanced-plan feature).
 //!
@@ -170,6 +171,7 @@ pub async fn entra_lifecycle<T: Target>(t: &mut T, dialect: Dialect) -> Result<R
     let g = run.groups(&a, &m).await?;
     run.disable_and_reenable(&a, &g).await?;
     run.hard_delete(&a, &g).await?;
+    run.urgent_removal(&g).await?;
     let all = run.paging(&m).await?;
     run.discovery().await?;
     run.delete_group(&g).await?;
@@ -1494,6 +1496,192 @@ impl<'t, T: Target> Run<'t, T> {
         let ex = self.scim(Method::DELETE, &format!("Users/{}", u.id), None).await?;
         self.scim_error(&ex, 404, None)?;
         Ok(())
+    }
+
+    /// The product guide: "If you need to remove a user's access urgently, manually remove them
+    /// from the Users page." The removal leaves a block that Entra's next cycle — an attribute
+    /// change (PATCH), re-enable (PATCH `active` true, path and path-less), PUT, and its
+    /// match-before-create (query, then POST, also under a new `userName` with the same
+    /// `externalId`) — cannot undo; an administrator lifts it; Entra's hard delete lifts it too.
+    /// Leaves the tenant without the users it created.
+    async fn urgent_removal(&mut self, g: &Group) -> Result<(), Failure> {
+        self.step("urgent removal: user provisioned and in a group");
+        let u = self.new_user();
+        let body = Self::user_body(&u, !self.opt());
+        let (u, _) = self.create_user(u, &body).await?;
+        let add = vec![json!({"op": self.op("Add"), "path": "members", "value": [{"value": u.id}]})];
+        let ex = self.scim(Method::PATCH, &format!("Groups/{}", g.id), Some(&patch(add))).await?;
+        self.status(&ex, &[200, 204])?;
+        self.member(&g.id, &u.id, true).await?;
+
+        self.step("urgent removal: removed by hand on the Users page");
+        let tenant = self.tenant.clone();
+        let admin = self.admin.clone();
+        let users = format!("/admin/v1/tenants/{tenant}/users");
+        let ex = self.admin_call(Method::DELETE, &format!("{users}/{}", u.id), Some(&admin), None).await?;
+        self.status(&ex, &[204])?;
+        let blocked_at = self.listed_block(&u, true).await?;
+        self.stored_absent(&keys::user(&tenant, &u.id)).await?;
+        self.stored_absent(&keys::membership(&tenant, &g.id, &u.id)).await?;
+        self.stored_json(&keys::block(&tenant, &u.id)).await?;
+        // The userName's entry stays, naming the removed id: the block's anchor.
+        self.stored_id(&keys::index(&tenant, Index::UserName, &u.user_name), &u.id).await?;
+        let (seen, x) = self.stored_text(&keys::block_external_id(&tenant, &u.external_id)).await?;
+        self.ok(x == u.id, &seen, || format!("the externalId block key naming {}", u.id))?;
+        let ex = self.scim(Method::GET, &format!("Users/{}", u.id), None).await?;
+        self.scim_error(&ex, 404, None)?;
+
+        self.step("urgent removal: Entra updates an attribute (PATCH)");
+        let change =
+            vec![json!({"op": self.op("Replace"), "path": "displayName", "value": "Changed In Entra"})];
+        let ex = self.scim(Method::PATCH, &format!("Users/{}", u.id), Some(&patch(change))).await?;
+        self.refused_by_block(&ex, &u, &blocked_at)?;
+
+        self.step("urgent removal: Entra re-enables (PATCH active true)");
+        let on = self.active_value(true);
+        let with_path = vec![json!({"op": self.op("Replace"), "path": "active", "value": on})];
+        let ex = self.scim(Method::PATCH, &format!("Users/{}", u.id), Some(&patch(with_path))).await?;
+        self.refused_by_block(&ex, &u, &blocked_at)?;
+        let pathless = vec![json!({"op": self.op("Replace"), "value": {"active": self.active_value(true)}})];
+        let ex = self.scim(Method::PATCH, &format!("Users/{}", u.id), Some(&patch(pathless))).await?;
+        self.refused_by_block(&ex, &u, &blocked_at)?;
+
+        self.step("urgent removal: Entra replaces the user (PUT active true)");
+        let ex = self.scim(Method::PUT, &format!("Users/{}", u.id), Some(&body)).await?;
+        self.refused_by_block(&ex, &u, &blocked_at)?;
+
+        self.step("urgent removal: Entra's match-before-create, then create");
+        self.find("Users?", &format!("userName eq \"{}\"", u.user_name), &[]).await?;
+        let ex = self.scim(Method::POST, "Users", Some(&body)).await?;
+        self.refused_by_block(&ex, &u, &blocked_at)?;
+        let mut other_case = body.clone();
+        if let Some(o) = other_case.as_object_mut() {
+            o.insert("userName".into(), json!(swap_case(&u.user_name)));
+        }
+        let ex = self.scim(Method::POST, "Users", Some(&other_case)).await?;
+        self.refused_by_block(&ex, &u, &blocked_at)?;
+        // Renamed in Entra: the same person (externalId) under another userName.
+        let renamed = User { user_name: format!("Renamed_{}", self.guid()), ..u.clone() };
+        let ex = self.scim(Method::POST, "Users", Some(&Self::user_body(&renamed, false))).await?;
+        self.refused_by_block(&ex, &u, &blocked_at)?;
+
+        self.step("urgent removal: the user stays absent");
+        self.find("Users?", &format!("userName eq \"{}\"", u.user_name), &[]).await?;
+        self.find("Users?", &format!("externalId eq \"{}\"", u.external_id), &[]).await?;
+        self.find("Users?", &format!("userName eq \"{}\"", renamed.user_name), &[]).await?;
+        self.stored_absent(&keys::user(&tenant, &u.id)).await?;
+        let ex = self.admin_call(Method::GET, &format!("{users}/{}", u.id), Some(&admin), None).await?;
+        self.status(&ex, &[404])?;
+        self.group_members(g, &[]).await?;
+
+        self.step("urgent removal: an administrator lifts the block");
+        let blocks = format!("/admin/v1/tenants/{tenant}/blocks");
+        let ex = self.admin_call(Method::DELETE, &format!("{blocks}/{}", u.id), Some(&admin), None).await?;
+        self.status(&ex, &[204])?;
+        self.listed_block(&u, false).await?;
+        self.stored_absent(&keys::block(&tenant, &u.id)).await?;
+        self.stored_absent(&keys::block_external_id(&tenant, &u.external_id)).await?;
+        self.stored_absent(&keys::index(&tenant, Index::UserName, &u.user_name)).await?;
+        let ex = self.admin_call(Method::DELETE, &format!("{blocks}/{}", u.id), Some(&admin), None).await?;
+        self.status(&ex, &[404])?;
+
+        self.step("urgent removal: Entra's next create succeeds");
+        let (again, _) = self.create_user(u.clone(), &body).await?;
+        self.ok(again.id != u.id, &Seen::default(), || "a new id".into())?;
+
+        self.step("urgent removal: removed by hand again, then hard-deleted in Entra");
+        let ex =
+            self.admin_call(Method::DELETE, &format!("{users}/{}", again.id), Some(&admin), None).await?;
+        self.status(&ex, &[204])?;
+        self.listed_block(&again, true).await?;
+        let ex = self.scim(Method::DELETE, &format!("Users/{}", again.id), None).await?;
+        self.no_content(&ex)?;
+        self.listed_block(&again, false).await?;
+        self.stored_absent(&keys::block(&tenant, &again.id)).await?;
+        self.stored_absent(&keys::index(&tenant, Index::UserName, &again.user_name)).await?;
+        let ex = self.scim(Method::DELETE, &format!("Users/{}", again.id), None).await?;
+        self.scim_error(&ex, 404, None)?;
+
+        self.step("urgent removal: the name is free again");
+        let (last, _) = self.create_user(again.clone(), &body).await?;
+        let ex = self.scim(Method::DELETE, &format!("Users/{}", last.id), None).await?;
+        self.no_content(&ex)?;
+
+        self.step("urgent removal: blocks and lifts are in the provisioning log");
+        let log = format!("/admin/v1/tenants/{tenant}/log?resourceType=User&count=100");
+        let ex = self.admin_call(Method::GET, &log, Some(&admin), None).await?;
+        self.status(&ex, &[200])?;
+        let v = self.parse(&ex)?;
+        let entries = v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default();
+        let has = |op: &str, target: &str, status: u64| {
+            entries.iter().any(|e| {
+                e.get("operation").and_then(Value::as_str) == Some(op)
+                    && e.get("target").and_then(Value::as_str) == Some(target)
+                    && e.get("status").and_then(Value::as_u64) == Some(status)
+            })
+        };
+        for (op, target, status) in [
+            ("user.remove", &u.id, 204),
+            ("user.block", &u.id, 204),
+            ("user.update", &u.id, 403),
+            ("user.replace", &u.id, 403),
+            ("user.unblock", &u.id, 204),
+            ("user.block", &again.id, 204),
+            ("user.unblock", &again.id, 204),
+        ] {
+            self.ok(has(op, target, status), &ex.seen, || {
+                format!("a {op} entry for {target} with status {status}")
+            })?;
+        }
+        let refused = entries.iter().any(|e| {
+            e.get("operation").and_then(Value::as_str) == Some("user.create")
+                && e.get("status").and_then(Value::as_u64) == Some(403)
+                && e.get("detail")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| d.contains("blocked by a tenant administrator"))
+        });
+        self.ok(refused, &ex.seen, || "a refused user.create entry with the block's detail".into())
+    }
+
+    /// Whether the admin API lists a block on `u` (and shows it); returns its `blockedAt`.
+    async fn listed_block(&mut self, u: &User, want: bool) -> Result<String, Failure> {
+        let admin = self.admin.clone();
+        let path = format!("/admin/v1/tenants/{}/blocks", self.tenant);
+        let ex = self.admin_call(Method::GET, &path, Some(&admin), None).await?;
+        self.status(&ex, &[200])?;
+        let v = self.parse(&ex)?;
+        let block = v
+            .get("blocks")
+            .and_then(Value::as_array)
+            .and_then(|b| b.iter().find(|b| b.get("id").and_then(Value::as_str) == Some(u.id.as_str())))
+            .cloned();
+        self.ok(block.is_some() == want, &ex.seen, || {
+            format!("the block on {} {}listed", u.id, if want { "" } else { "no longer " })
+        })?;
+        let Some(block) = block else { return Ok(String::new()) };
+        let seen = Seen { request: format!("GET {path}"), got: clip(&block.to_string()) };
+        self.eq(&seen, &block, "/userName", json!(u.user_name))?;
+        self.eq(&seen, &block, "/externalId", json!(u.external_id))?;
+        self.eq(&seen, &block, "/blockedBy/type", json!("operator"))?;
+        let at = self.string_at(&seen, &block, "/blockedAt")?;
+        let ex = self.admin_call(Method::GET, &format!("{path}/{}", u.id), Some(&admin), None).await?;
+        self.status(&ex, &[200])?;
+        let one = self.parse(&ex)?;
+        self.eq(&ex.seen, &one, "/blockedAt", json!(at))?;
+        Ok(at)
+    }
+
+    /// A SCIM write refused by the block on `u`: 403, a detail that says who blocked it and when.
+    fn refused_by_block(&mut self, ex: &Exchange, u: &User, blocked_at: &str) -> Result<(), Failure> {
+        let v = self.scim_error(ex, 403, None)?;
+        self.absent(&ex.seen, &v, "/scimType")?;
+        let detail = self.string_at(&ex.seen, &v, "/detail")?;
+        let ok = detail.contains("blocked by a tenant administrator")
+            && detail.contains(blocked_at)
+            && detail.contains(&u.user_name);
+        self.ok(ok, &ex.seen, || {
+            format!("a detail saying {:?} was blocked by a tenant administrator at {blocked_at}", u.user_name)
+        })
     }
 
     /// Creates more users and pages through all of them; returns every user id of the tenant.
