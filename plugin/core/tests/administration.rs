@@ -165,6 +165,55 @@ fn a_role_survives_every_scim_write_and_removal_is_immediate() {
     host.assert_consistent();
 }
 
+/// The plan and local administrators are the operator's: an acting administrator may rename
+/// the tenant but not change its plan, and `admin` creates a user only with the tenant.
+#[test]
+fn plans_and_local_administrators_are_the_operators() {
+    let host = Host::new();
+    let (t, admin) = acme(&host);
+    let before = host.store.dump();
+    let (s, b) = host.acting(&admin, "PUT", "/admin/v1/tenants/acme", Some(json!({"plan": "basic"})));
+    assert_eq!(s, 403, "{b}");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.contains("changing the plan") && detail.contains("operator"), "{detail}");
+    // An acting user may not smuggle a first administrator into an existing tenant either.
+    let smuggled = json!({"name": "Acme", "admin": {"userName": "mallory@acme.example"}});
+    let (s, b) = host.acting(&admin, "PUT", "/admin/v1/tenants/acme", Some(smuggled.clone()));
+    assert_eq!(s, 403, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("local administrator is an operator action"), "{b}");
+    // Nothing changed but the log's two refusals.
+    let log_key = |k: &String| k.contains("/log/");
+    let without_log = |d: &std::collections::BTreeMap<String, String>| {
+        d.iter().filter(|(k, _)| !log_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(without_log(&host.store.dump()), without_log(&before));
+    let refused = log(&host, "operation=tenant.update&outcome=failure");
+    assert_eq!(refused["entries"].as_array().unwrap().len(), 2, "{refused}");
+    // The same plan is no change: the settings form saves a new name.
+    let (s, b) = host.acting(
+        &admin,
+        "PUT",
+        "/admin/v1/tenants/acme",
+        Some(json!({"name": "Acme Ltd", "plan": "advanced"})),
+    );
+    assert_eq!((s, b["name"].as_str(), b["plan"].as_str()), (200, Some("Acme Ltd"), Some("advanced")), "{b}");
+    // The operator's update with an unknown admin creates nobody (admin counts on create only) ...
+    let (s, b) = host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(smuggled));
+    assert_eq!((s, b["scimType"].as_str()), (400, Some("invalidValue")), "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("only when the tenant is created"), "{b}");
+    let (_, users) = host.send("GET", "/admin/v1/tenants/acme/users", ADMIN, None);
+    assert_eq!(users["totalResults"], 1, "{users}");
+    // ... and naming the existing first administrator (a retried create) is a plain update.
+    let again = json!({"name": "Acme", "admin": {"userName": "ada@acme.example"}});
+    let (s, b) = host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(again));
+    assert_eq!((s, b["users"]["active"].as_u64()), (200, Some(1)), "{b}");
+    // The operator changes the plan.
+    let (s, b) = host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(json!({"plan": "basic"})));
+    assert_eq!((s, b["plan"].as_str()), (200, Some("basic")), "{b}");
+    assert_eq!(host.scim(&t, "GET", "Users", None).0, 403);
+    host.assert_consistent();
+}
+
 #[test]
 fn leaving_the_plan_turns_scim_off_with_a_reason() {
     let host = Host::new();
