@@ -264,10 +264,17 @@ async fn tenant_call<S: Store>(
                         days_field(&json_body(req)?, "expiresInDays")?
                     };
                     let g = tenants::generate(env, t, days.flatten()).await?;
+                    let url = scim_url(public_base, &g.connection);
+                    let header = format!("Bearer {}", g.token);
+                    // The product guide's names (`url`, the "Authorization Header value") and,
+                    // added beside them, Entra's: where each value is pasted. Entra's Secret Token
+                    // takes either the token or the header value (`auth::bearer`).
                     let body = json!({
-                        "url": scim_url(public_base, &g.connection),
+                        "url": url,
+                        "tenantUrl": url,
                         "token": g.token,
-                        "authorizationHeader": format!("Bearer {}", g.token),
+                        "authorizationHeader": header,
+                        "secretToken": header,
                         "createdAt": g.record.created_at,
                         "expiresAt": g.record.expires_at,
                         "regenerated": g.regenerated,
@@ -464,6 +471,8 @@ async fn connection_json<S: Store>(
         "lastUsedAt": c.last_used_at,
         "requests": get("requests"),
         "failures": get("failures"),
+        "lastRefusedAt": c.last_refused_at,
+        "lastRefusedReason": c.last_refused_reason,
     }))
 }
 
