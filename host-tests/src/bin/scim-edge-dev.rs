@@ -135,10 +135,12 @@ async fn bootstrap(host: &SpinHost, authority: &str, token: &str, saved: &Path) 
     // `admin` counts only when the tenant is created (an update naming an unknown one is a 400).
     let exists =
         host.handle(request("GET", &tenant_path, authority, token, None)?).await?.status().is_success();
-    let mut body = json!({"name": "Demo", "plan": "advanced"});
-    if !exists {
-        body["admin"] = json!({"userName": "admin@demo.example", "displayName": "Demo Administrator"});
-    }
+    let body = if exists {
+        json!({"name": "Demo", "plan": "advanced"})
+    } else {
+        json!({"name": "Demo", "plan": "advanced",
+               "admin": {"userName": "admin@demo.example", "displayName": "Demo Administrator"}})
+    };
     let res = host.handle(request("PUT", &tenant_path, authority, token, Some(&body))?).await?;
     if !res.status().is_success() {
         bail!("PUT {tenant_path}: {} {}", res.status(), String::from_utf8_lossy(res.body()));
