@@ -22,6 +22,11 @@ use crate::{auth, counters, index, keys, list, Env, Store};
 
 pub const ACTING_USER_HEADER: &str = "x-acting-user";
 
+/// Request headers that speak for the product (who acts, on whose behalf): only the admin API
+/// reads them, and a gateway must strip them from every request it passes to the product
+/// behind it, so that no client can forge them there.
+pub const PRODUCT_HEADERS: &[&str] = &[ACTING_USER_HEADER];
+
 /// Who a call acts as.
 enum Acting {
     Operator,
