@@ -10,6 +10,13 @@
 //! discovery, regenerate (old URL and token stop working, data stays) and revoke, and the
 //! plan gate (SCIM is an Advanced-plan feature).
 //!
+//! Entra's requests carry `Authorization: Bearer Bearer <token>`: the administrator followed
+//! the product guide word for word and pasted the *Authorization Header value* into Entra's
+//! Secret Token. Before Test Connection, a wrong Secret Token floods the URL with 1,000
+//! Test Connections: each is refused, the log holds one `signIn.refused` entry for them, and
+//! the connection's status names the reason and the time (the host must answer them within a
+//! minute). Test Connection itself is logged (`connection.tested`) and counted.
+//!
 //! Every step asserts the status, the body fields that matter, the `application/scim+json`
 //! content type of SCIM answers, and what the core wrote under the keys of [`crate::keys`].
 //! The suite never panics (this is non-test code): the first broken expectation comes back
