@@ -11,6 +11,10 @@
 //! then points the tenant at the new one; revoking deletes it, then clears the tenant; leaving
 //! the SCIM plan marks it off, then writes the tenant. The old URL and token stop working at
 //! once, and a change that fails halfway leaves SCIM off, never an old token working.
+//!
+//! The record also carries the connection's bookkeeping that an administrator reads: when it
+//! was last used, and its last refused sign-in ([`Refusal`]), noted at most once a minute per
+//! kind ([`note`]) so that a flood of refused requests costs a bounded number of writes.
 
 use std::collections::BTreeMap;
 
