@@ -42,9 +42,12 @@ def main():
         token = f.read().strip()
     t = a.tenant
 
-    status, body = call(a.base, token, "PUT", f"/admin/v1/tenants/{t}",
-                        {"name": a.name or t.capitalize(), "plan": "advanced",
-                         "admin": {"userName": f"admin@{t}.example", "displayName": "Demo Administrator"}})
+    # "admin" counts only when the tenant is created (an update naming an unknown one is a 400).
+    exists, _ = call(a.base, token, "GET", f"/admin/v1/tenants/{t}")
+    tenant = {"name": a.name or t.capitalize(), "plan": "advanced"}
+    if exists != 200:
+        tenant["admin"] = {"userName": f"admin@{t}.example", "displayName": "Demo Administrator"}
+    status, body = call(a.base, token, "PUT", f"/admin/v1/tenants/{t}", tenant)
     if status not in (200, 201):
         sys.exit(f"bootstrap: PUT /admin/v1/tenants/{t} answered {status}: {body}")
     print(f"bootstrap: tenant {t!r} {'created' if status == 201 else 'already there'}", file=sys.stderr)

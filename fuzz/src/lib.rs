@@ -33,7 +33,7 @@
 //! - every error body is a SCIM error whose `status` is the response's;
 //! - a response authenticated as this tenant never carries the other tenant's data;
 //! - the other tenant's keys change only through requests that authenticate as it or as the
-//!   operator;
+//!   operator (but for its log's `signIn.refused` entries: refusals on its URL);
 //! - after a run without store faults, [`scim_edge_core::consistency::check`] finds nothing,
 //!   and after any run it finds no key outside the layout.
 
@@ -293,6 +293,15 @@ impl World {
         let mut keys: Vec<_> =
             self.store.entries().into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
         keys.retain(|(k, _)| !k.contains("/lock/"));
+        // A refused sign-in on the other tenant's URL is the other tenant's business: it is
+        // noted in its log (`signIn.refused`, at most once a minute per reason), which moves
+        // the log's head. Nothing else may change.
+        let log_head = format!("{prefix}log/head");
+        keys.retain(|(k, v)| {
+            *k != log_head
+                && !(k.starts_with(&format!("{prefix}log/s/"))
+                    && serde_json::from_slice::<Value>(v).is_ok_and(|e| e["operation"] == "signIn.refused"))
+        });
         keys
     }
 

@@ -114,6 +114,22 @@ impl SpinHost {
     /// fresh instance. `Err` means the component trapped or returned a `wasi:http` error
     /// code (Spin logs it and answers 500).
     pub async fn handle(&self, req: http::Request<Bytes>) -> anyhow::Result<http::Response<Bytes>> {
+        let (res, request_io) = self.handle_body(req.map(Full::new)).await?;
+        request_io.map_err(|code| anyhow!("request body: {code:?}"))?;
+        Ok(res)
+    }
+
+    /// [`Self::handle`] with a request body of any kind (one that streams in, say); also
+    /// returns how the transfer of the request body ended, which is an error when the
+    /// component answered without reading all of it.
+    pub async fn handle_body<B>(
+        &self,
+        req: http::Request<B>,
+    ) -> anyhow::Result<(http::Response<Bytes>, Result<(), ErrorCode>)>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<ErrorCode>,
+    {
         let path = req.uri().path();
         if !ROUTES
             .iter()
@@ -121,28 +137,30 @@ impl SpinHost {
         {
             let mut res = http::Response::new(Bytes::from_static(b"Not Found"));
             *res.status_mut() = http::StatusCode::NOT_FOUND;
-            return Ok(res);
+            return Ok((res, Ok(())));
         }
         let req = with_absolute_uri(req)?;
 
         let mut store =
             Store::new(&self.component.engine, HostState::new(self.kv.clone(), self.variables.clone()));
         let service = self.component.pre.instantiate_async(&mut store).await.map_err(wt)?;
-        let (req, request_io) = wasmtime_wasi_http::p3::Request::from_http(req.map(Full::new));
+        let (req, request_io) = wasmtime_wasi_http::p3::Request::from_http(req);
         let result = store
-            .run_concurrent(async move |s| -> anyhow::Result<http::Response<Bytes>> {
-                let res = service
-                    .handle(s, req)
-                    .await
-                    .map_err(wt)?
-                    .map_err(|code| anyhow!("the component answered with error code {code:?}"))?;
-                let res = s.with(|s| res.into_http(s, async { Ok(()) })).map_err(wt)?;
-                let (parts, body) = res.into_parts();
-                let body =
-                    body.collect().await.map_err(|code| anyhow!("response body: {code:?}"))?.to_bytes();
-                request_io.await.map_err(|code| anyhow!("request body: {code:?}"))?;
-                Ok(http::Response::from_parts(parts, body))
-            })
+            .run_concurrent(
+                async move |s| -> anyhow::Result<(http::Response<Bytes>, Result<(), ErrorCode>)> {
+                    let res = service
+                        .handle(s, req)
+                        .await
+                        .map_err(wt)?
+                        .map_err(|code| anyhow!("the component answered with error code {code:?}"))?;
+                    let res = s.with(|s| res.into_http(s, async { Ok(()) })).map_err(wt)?;
+                    let (parts, body) = res.into_parts();
+                    let body =
+                        body.collect().await.map_err(|code| anyhow!("response body: {code:?}"))?.to_bytes();
+                    let request_io = request_io.await;
+                    Ok((http::Response::from_parts(parts, body), request_io))
+                },
+            )
             .await
             .map_err(wt)?;
         result
@@ -150,7 +168,7 @@ impl SpinHost {
 }
 
 /// Spin hands the component an absolute URI (`http://host/path`), taken from `Host`.
-fn with_absolute_uri(req: http::Request<Bytes>) -> anyhow::Result<http::Request<Bytes>> {
+fn with_absolute_uri<B>(req: http::Request<B>) -> anyhow::Result<http::Request<B>> {
     let (mut parts, body) = req.into_parts();
     if parts.uri.scheme().is_none() {
         let host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");

@@ -4,13 +4,17 @@
 // `serde_json::Value` indexing answers `Null` for a missing key; it never panics.
 #![allow(clippy::indexing_slicing)]
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use scim_edge_host_tests::kv::MemKv;
 use scim_edge_host_tests::{sha256_hex, SpinComponent, SpinHost, Variables};
 use serde_json::{json, Value};
+use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
@@ -230,6 +234,82 @@ async fn the_config_variable_sets_the_limits() -> anyhow::Result<()> {
         host.handle(request("GET", &format!("{base}/ServiceProviderConfig"), Some(&token), None)?).await?;
     let spc: Value = serde_json::from_slice(res.body())?;
     assert_eq!(spc["bulk"]["maxPayloadSize"], 4096, "{spc}");
+    Ok(())
+}
+
+/// A request body that streams in 64 KiB chunks, up to `total` bytes, and counts how many
+/// bytes the component pulled.
+struct Streamed {
+    left: usize,
+    pulled: Arc<AtomicUsize>,
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = ErrorCode;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, ErrorCode>>> {
+        static CHUNK: [u8; 65_536] = [b' '; 65_536];
+        let n = self.left.min(CHUNK.len());
+        if n == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= n;
+        self.pulled.fetch_add(n, Ordering::SeqCst);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(&CHUNK[..n])))))
+    }
+}
+
+/// A body over `maxBodyBytes` is answered 413 once the limit is passed: the component stops
+/// reading there (a streamed body) or reads nothing (a `Content-Length` over the limit), so
+/// a client's 64 MiB never sit in the instance's memory.
+#[tokio::test]
+async fn a_body_over_the_limit_is_not_read_past_it() -> anyhow::Result<()> {
+    const LIMIT: usize = 65_536;
+    const TOTAL: usize = 64 << 20;
+    let config = json!({"maxBodyBytes": LIMIT, "maxResourceBytes": LIMIT});
+    let host = host(
+        Variables::scim_edge()
+            .with("admin_token_sha256", sha256_hex(ADMIN_TOKEN))
+            .with("config", config.to_string()),
+    )?;
+    let (url, token) = connect(&host, "streamed").await?;
+    let base = url.split_once("/scim/").map(|(_, p)| format!("/scim/{p}")).context("url path")?;
+    for declared in [None, Some(TOTAL)] {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let mut b = http::Request::builder()
+            .method("POST")
+            .uri(format!("{base}/Users"))
+            .header("host", "scim-edge.test")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/scim+json");
+        if let Some(n) = declared {
+            b = b.header("content-length", n.to_string());
+        }
+        let req = b.body(Streamed { left: TOTAL, pulled: pulled.clone() })?;
+        let (res, _transfer) = host.handle_body(req).await?;
+        assert_eq!(res.status(), 413, "{declared:?}: {}", text(&res));
+        let error: Value = serde_json::from_slice(res.body())?;
+        assert_eq!(error["status"], "413", "{error}");
+        let detail = error["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("maxBodyBytes") && detail.contains(&LIMIT.to_string()), "{error}");
+        let pulled = pulled.load(Ordering::SeqCst);
+        // What the host's pipe holds ahead of the reader (a few chunks) at most, never the rest.
+        assert!(pulled <= 8 * LIMIT, "{declared:?}: {pulled} of {TOTAL} bytes pulled");
+        if declared.is_some() {
+            assert!(detail.contains(&TOTAL.to_string()), "the declared size is named: {error}");
+        }
+    }
+    // A body within the limit still works, and nothing was created by the refused ones.
+    let user =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "s@example.com"});
+    let res = host.handle(request("POST", &format!("{base}/Users"), Some(&token), Some(user))?).await?;
+    assert_eq!(res.status(), 201, "{}", text(&res));
+    let res = host.handle(request("GET", &format!("{base}/Users"), Some(&token), None)?).await?;
+    assert_eq!(serde_json::from_slice::<Value>(res.body())?["totalResults"], 1, "{}", text(&res));
     Ok(())
 }
 

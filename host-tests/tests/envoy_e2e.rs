@@ -331,7 +331,7 @@ fn two_envoys_on_one_etcd_share_users_uniqueness_and_regeneration() {
 }
 
 #[test]
-fn non_scim_paths_reach_the_upstream_unchanged() {
+fn non_scim_paths_reach_the_upstream_unchanged_but_for_the_products_headers() {
     let stack = Stack::start(StoreKind::Etcd, 1);
     let e = stack.envoy();
     let cases: [(&str, &str, &str); 5] = [
@@ -347,6 +347,8 @@ fn non_scim_paths_reach_the_upstream_unchanged() {
             .uri(path)
             .header("authorization", "Bearer not-for-the-filter")
             .header("x-custom", "kept as is")
+            // The product's own header, forged by a client: never passed on.
+            .header("X-Acting-User", "0123456789abcdef0123456789abcdef")
             .body(bytes::Bytes::from(body))
             .unwrap();
         let res = e.send(&req);
@@ -363,6 +365,9 @@ fn non_scim_paths_reach_the_upstream_unchanged() {
         for (name, value) in [("authorization", "Bearer not-for-the-filter"), ("x-custom", "kept as is")] {
             assert!(headers.contains(&json!([name, value])), "{method} {path}: {name} arrived: {headers:?}");
         }
+        let forged =
+            headers.iter().any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case("x-acting-user")));
+        assert!(!forged, "{method} {path}: X-Acting-User reached the upstream: {headers:?}");
     }
     assert_eq!(stack.echo.requests(), cases.len());
 

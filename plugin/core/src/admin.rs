@@ -22,6 +22,11 @@ use crate::{auth, blocks, counters, index, keys, list, Env, Store};
 
 pub const ACTING_USER_HEADER: &str = "x-acting-user";
 
+/// Request headers that speak for the product (who acts, on whose behalf): only the admin API
+/// reads them, and a gateway must strip them from every request it passes to the product
+/// behind it, so that no client can forge them there.
+pub const PRODUCT_HEADERS: &[&str] = &[ACTING_USER_HEADER];
+
 /// Who a call acts as.
 enum Acting {
     Operator,
@@ -249,7 +254,7 @@ async fn tenant_call<S: Store>(
                 if exists {
                     acting.require(Permission::ManageUsers, "changing the tenant")?;
                 }
-                put_tenant(env, t, &json_body(req)?, public_base).await
+                put_tenant(env, t, &json_body(req)?, public_base, acting, existing).await
             }
             Method::GET => {
                 acting.require(Permission::ViewUsers, "viewing the tenant")?;
@@ -274,10 +279,17 @@ async fn tenant_call<S: Store>(
                         days_field(&json_body(req)?, "expiresInDays")?
                     };
                     let g = tenants::generate(env, t, days.flatten()).await?;
+                    let url = scim_url(public_base, &g.connection);
+                    let header = format!("Bearer {}", g.token);
+                    // The product guide's names (`url`, the "Authorization Header value") and,
+                    // added beside them, Entra's: where each value is pasted. Entra's Secret Token
+                    // takes either the token or the header value (`auth::bearer`).
                     let body = json!({
-                        "url": scim_url(public_base, &g.connection),
+                        "url": url,
+                        "tenantUrl": url,
                         "token": g.token,
-                        "authorizationHeader": format!("Bearer {}", g.token),
+                        "authorizationHeader": header,
+                        "secretToken": header,
                         "createdAt": g.record.created_at,
                         "expiresAt": g.record.expires_at,
                         "regenerated": g.regenerated,
@@ -420,17 +432,31 @@ fn opt_string(body: &Value, name: &str, max: usize) -> ScimResult<Option<String>
     }
 }
 
+/// Creates or updates a tenant. What only the operator may do — change the plan, create a
+/// local administrator — is refused to an acting user before anything is written; `admin`
+/// creates the first administrator when the tenant is created, and only then.
 async fn put_tenant<S: Store>(
     env: &Env<'_, S>,
     t: &str,
     body: &Value,
     public_base: &str,
+    acting: &Acting,
+    existing: Option<&Tenant>,
 ) -> ScimResult<http::Response<Bytes>> {
     let update = TenantUpdate {
         name: opt_string(body, "name", 200)?,
         plan: opt_string(body, "plan", 64)?,
         token_lifetime_days: days_field(body, "tokenLifetimeDays")?,
     };
+    if let (Acting::User(_), Some(current), Some(plan)) = (acting, existing, &update.plan) {
+        if *plan != current.plan {
+            return Err(ScimError::forbidden(format!(
+                "changing the plan (from {:?} to {plan:?}) is an operator action: the plan is part of the \
+                 tenant's subscription; call without X-Acting-User",
+                current.plan
+            )));
+        }
+    }
     // The first administrator: validated before anything is written.
     let admin = match body.get("admin") {
         None | Some(Value::Null) => None,
@@ -446,12 +472,26 @@ async fn put_tenant<S: Store>(
             ))
         }
     };
-    let (tenant, created) = tenants::put(env, t, &update).await?;
-    // Also on update, so that a create whose admin step failed is completed by a retry.
-    if let Some((user_name, display_name)) = admin {
-        if index::lookup(env, t, keys::Index::UserName, &user_name).await?.is_empty() {
-            users::create_local(env, t, &user_name, display_name.as_deref(), roles::ADMINISTRATOR).await?;
+    if let (Some((user_name, _)), Some(_)) = (&admin, existing) {
+        // An update: `admin` creates nobody. Naming the tenant's existing user is accepted (a
+        // retried create whose first answer was lost), anyone else is refused.
+        if let Acting::User(_) = acting {
+            return Err(ScimError::forbidden(
+                "creating a local administrator is an operator action: call without X-Acting-User; an \
+                 administrator raises an existing user with PATCH …/users/{id} {\"role\": \"administrator\"}",
+            ));
         }
+        if index::lookup(env, t, keys::Index::UserName, user_name).await?.is_empty() {
+            return Err(ScimError::invalid_value(format!(
+                "\"admin\" creates the first administrator only when the tenant is created, and tenant {t:?} \
+                 exists; to make a user an administrator, PATCH …/users/{{id}} {{\"role\": \"administrator\"}}"
+            )));
+        }
+    }
+    let (tenant, created) = tenants::put(env, t, &update).await?;
+    if let (Some((user_name, display_name)), true) = (admin, created) {
+        // A new tenant has no users and no SCIM connection yet: nothing to look up.
+        users::create_local(env, t, &user_name, display_name.as_deref(), roles::ADMINISTRATOR).await?;
     }
     let body = tenant_json(env, t, &tenant, public_base).await?;
     Ok(if created {
@@ -481,6 +521,8 @@ async fn connection_json<S: Store>(
         "lastUsedAt": c.last_used_at,
         "requests": get("requests"),
         "failures": get("failures"),
+        "lastRefusedAt": c.last_refused_at,
+        "lastRefusedReason": c.last_refused_reason,
     }))
 }
 

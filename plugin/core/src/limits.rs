@@ -89,17 +89,26 @@ impl Limits {
     }
 }
 
+/// The 413 for a body over `maxBodyBytes`: `size` when it is known (read whole or declared by
+/// `Content-Length`); `None` for a body a host stopped reading past the limit.
+pub fn body_too_large(size: Option<u64>, limits: &Limits) -> ScimError {
+    let size = match size {
+        Some(n) => format!("{n} bytes"),
+        None => format!("more than {} bytes", limits.max_body_bytes),
+    };
+    ScimError::new(
+        http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is {size}; this server accepts at most {} (maxBodyBytes)",
+            limits.max_body_bytes
+        ),
+    )
+}
+
 /// Body size and JSON nesting, before anything else looks at the request.
 pub fn check_body(body: &Bytes, limits: &Limits) -> ScimResult<()> {
     if body.len() > limits.max_body_bytes {
-        return Err(ScimError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is {} bytes; this server accepts at most {} (maxBodyBytes)",
-                body.len(),
-                limits.max_body_bytes
-            ),
-        ));
+        return Err(body_too_large(Some(body.len() as u64), limits));
     }
     let depth = json_depth(body);
     if depth > limits.max_json_depth {

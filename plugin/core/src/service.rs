@@ -43,19 +43,38 @@ async fn dispatch<S: Store>(
         Route::AdminPage(rest) => crate::page::serve(rest, req.method(), req.headers()),
         Route::Admin(endpoint) => admin::handle(endpoint, req, env, &public_base).await,
         Route::Scim { connection, endpoint } => {
-            let who = tenants::authenticate(env, connection, auth::bearer(req.headers())).await?;
+            let who = match tenants::authenticate(env, connection, auth::bearer(req.headers())).await {
+                Ok(who) => who,
+                Err(refused) => {
+                    if let Some(known) = refused.known {
+                        record_refusal(env, known).await;
+                    }
+                    return Err(refused.error);
+                }
+            };
             let write = write_operation(&endpoint, req.method());
-            let result = match env.config.rate_limit {
+            let admitted = match env.config.rate_limit {
                 Some(limit) => rate::admit(env, &who.tenant, limit).await,
                 None => Ok(()),
             };
             let base = admin::scim_url(&public_base, &who.connection);
             let scope = Scope { tenant: &who.tenant, base: &base };
-            let result = match result {
+            let result = match admitted {
                 Ok(()) => scim(endpoint, req, env, &scope).await,
+                // Refused like a sign-in: noted and logged at most once a minute, not per request.
+                Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+                    let known = tenants::KnownRefusal {
+                        connection: who.connection,
+                        record: who.record,
+                        version: who.version,
+                        refusal: tenants::Refusal::RateLimited,
+                    };
+                    record_refusal(env, known).await;
+                    return Err(e);
+                }
                 Err(e) => Err(e),
             };
-            record(env, &who, write, req.body(), &result).await;
+            record(env, who, write, req.body(), &result).await;
             result
         }
     }
@@ -84,14 +103,67 @@ fn write_operation<'a>(endpoint: &ScimEndpoint<'a>, m: &Method) -> Option<Write<
 #[derive(Clone, Copy)]
 struct Operation(&'static str);
 
+/// Set on the answer to what looks like Entra's Test Connection (see [`is_connection_test`]).
+#[derive(Clone, Copy)]
+struct ConnectionTest;
+
 /// Successful reads are counted one in this many (see [`record`]).
 const READ_SAMPLE: u8 = 8;
 
-/// Counts the request for the connection's status and logs it when it was a write. Best effort:
-/// the request's outcome stands whether or not the bookkeeping could be written.
+/// A sampled count: [`READ_SAMPLE`] one time in [`READ_SAMPLE`], else 0.
+fn sampled<S>(env: &Env<'_, S>) -> i64 {
+    let mut b = [0u8; 1];
+    let _ = env.random.fill(&mut b);
+    if b[0] % READ_SAMPLE != 0 {
+        0
+    } else {
+        i64::from(READ_SAMPLE)
+    }
+}
+
+async fn count<S: Store>(env: &Env<'_, S>, connection: &str, weight: i64, failed: bool) {
+    if weight > 0 {
+        let deltas = [("requests", weight), ("failures", if failed { weight } else { 0 })];
+        let _ = counters::add(env, |s| keys::connection_stats(connection, s), &deltas).await;
+    }
+}
+
+/// Counts and notes a refused sign-in on a known connection: the first refusal of each
+/// reason in a minute becomes the connection's last refused sign-in, a log entry
+/// (`signIn.refused`) and an exact count; the rest of that minute's are counted by sampling,
+/// like reads. So a flood of refused requests costs one record write and one log entry per
+/// reason a minute plus about one counter write in [`READ_SAMPLE`], and cannot push the
+/// tenant's real entries out of its log. Best effort, like [`record`].
+async fn record_refusal<S: Store>(env: &Env<'_, S>, known: tenants::KnownRefusal) {
+    let tenants::KnownRefusal { connection, record, version, refusal } = known;
+    let tenant = record.tenant.clone();
+    let noted = tenants::note(env, &connection, record, version, refusal.reason(), Some(refusal)).await;
+    count(env, &connection, if noted { 1 } else { sampled(env) }, true).await;
+    if noted {
+        let status = match refusal {
+            tenants::Refusal::PlanOff => StatusCode::FORBIDDEN,
+            tenants::Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        let event = log::Event {
+            actor: log::Actor::Scim { connection: connection.clone() },
+            operation: "signIn.refused",
+            resource_type: "ScimConnection",
+            target: Some(connection),
+            target_name: None,
+            status: status.as_u16(),
+            detail: Some(format!("signIn refused: {}", refusal.reason())),
+        };
+        let _ = log::append(env, &tenant, event).await;
+    }
+}
+
+/// Counts the request for the connection's status and logs it when it was a write or Entra's
+/// Test Connection. Best effort: the request's outcome stands whether or not the bookkeeping
+/// could be written.
 async fn record<S: Store>(
     env: &Env<'_, S>,
-    who: &tenants::Authenticated,
+    who: tenants::Authenticated,
     write: Option<Write<'_>>,
     request_body: &Bytes,
     result: &ScimResult<http::Response<Bytes>>,
@@ -100,23 +172,29 @@ async fn record<S: Store>(
         Ok(r) => r.status().is_client_error() || r.status().is_server_error(),
         Err(_) => true,
     };
+    let tested = matches!(result, Ok(r) if r.extensions().get::<ConnectionTest>().is_some());
     // Writes and failures are counted exactly. Successful reads, most of a sync and of the
     // load, are sampled: one in READ_SAMPLE counts READ_SAMPLE, so a lookup does not turn into
-    // a store write (an fsync on etcd) and the count stays right on average.
-    let weight = if failed || write.is_some() {
-        1
-    } else {
-        let mut b = [0u8; 1];
-        let _ = env.random.fill(&mut b);
-        if b[0] % READ_SAMPLE != 0 {
-            0
-        } else {
-            i64::from(READ_SAMPLE)
+    // a store write (an fsync on etcd) and the count stays right on average. The first request
+    // of a new connection and Test Connection are counted exactly, so the page never shows 0
+    // requests after a successful Test Connection.
+    let exact = failed || write.is_some() || who.first_use || tested;
+    count(env, &who.connection, if exact { 1 } else { sampled(env) }, failed).await;
+    if tested {
+        let tenants::Authenticated { tenant, connection, record, version, .. } = who;
+        if tenants::note(env, &connection, record, version, tenants::TESTED, None).await {
+            let event = log::Event {
+                actor: log::Actor::Scim { connection: connection.clone() },
+                operation: "connection.tested",
+                resource_type: "ScimConnection",
+                target: Some(connection),
+                target_name: None,
+                status: StatusCode::OK.as_u16(),
+                detail: None,
+            };
+            let _ = log::append(env, &tenant, event).await;
         }
-    };
-    if weight > 0 {
-        let deltas = [("requests", weight), ("failures", i64::from(failed))];
-        let _ = counters::add(env, |s| keys::connection_stats(&who.connection, s), &deltas).await;
+        return;
     }
     let Some((operation, resource_type, path_id)) = write else { return };
     let (status, detail, body, operation) = match result {
@@ -141,6 +219,26 @@ async fn record<S: Store>(
         detail,
     };
     let _ = log::append(env, &who.tenant, event).await;
+}
+
+/// Whether a user query looks like Entra's Test Connection: the configured matching
+/// attribute (`userName`, or `externalId`) equal to a random GUID — Entra's "user that doesn't
+/// exist" (`shared/reference/entra-provisioning.md`, row 1). Counted only when it finds nothing.
+fn is_connection_test(filter: &str) -> bool {
+    let mut words = filter.split_ascii_whitespace();
+    let (Some(attr), Some(op), Some(value), None) = (words.next(), words.next(), words.next(), words.next())
+    else {
+        return false;
+    };
+    let guid = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+    let is_guid = guid.len() == 36
+        && guid.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    (attr.eq_ignore_ascii_case("userName") || attr.eq_ignore_ascii_case("externalId"))
+        && op.eq_ignore_ascii_case("eq")
+        && is_guid
 }
 
 /// `scheme://host` the SCIM URLs are built on: configured, else from the request.
@@ -362,6 +460,7 @@ async fn search<S: Store>(
     let (start, count) = q.paging(env)?;
     // Lists carry group members only when asked for by name (see groups::query).
     let with_members = q.attributes().is_some() && wants(q.attributes(), q.excluded(), "members");
+    let probe = matches!(what, Searched::Users) && q.filter.as_deref().is_some_and(is_connection_test);
     let page = match what {
         Searched::Users => users::query(env, scope, f.as_ref(), start, count).await?,
         Searched::Groups => groups::query(env, scope, f.as_ref(), start, count, with_members).await?,
@@ -375,7 +474,12 @@ async fn search<S: Store>(
             page
         }
     };
-    Ok(scim_response(StatusCode::OK, list_response(page, start, q), None, None))
+    let found_nothing = page.total == 0;
+    let mut res = scim_response(StatusCode::OK, list_response(page, start, q), None, None);
+    if probe && found_nothing {
+        res.extensions_mut().insert(ConnectionTest);
+    }
+    Ok(res)
 }
 
 /// The `ListResponse` (RFC 7644 §3.4.2), written as `serde_json` would write it (keys in order).

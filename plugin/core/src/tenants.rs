@@ -11,18 +11,28 @@
 //! then points the tenant at the new one; revoking deletes it, then clears the tenant; leaving
 //! the SCIM plan marks it off, then writes the tenant. The old URL and token stop working at
 //! once, and a change that fails halfway leaves SCIM off, never an old token working.
+//!
+//! The record also carries the connection's bookkeeping that an administrator reads: when it
+//! was last used, and its last refused sign-in ([`Refusal`]), noted at most once a minute per
+//! kind ([`note`]) so that a flood of refused requests costs a bounded number of writes.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ScimError, ScimResult};
 use crate::store::{get_json, put_json, Condition, Store, StoreError};
-use crate::{auth, keys, time, Env};
+use crate::{auth, keys, time, Env, Version};
 
 /// The plan SCIM belongs to.
 pub const SCIM_PLAN: &str = "advanced";
 
 /// How often `lastUsedAt` is written at most: one write per minute, not per request.
 const LAST_USED_GRANULARITY_MS: u64 = 60_000;
+
+/// How often one kind of connection event (a refusal reason, a Test Connection) is noted at
+/// most: one record write and one log entry per kind a minute, however many requests.
+const NOTE_INTERVAL_MS: u64 = 60_000;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -82,6 +92,47 @@ pub struct Connection {
     /// 403 with the reason ([`ScimOff::detail`]) instead of 401.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub off: Option<String>,
+    /// The last refused sign-in on this connection ([`Refusal::reason`]) and when; written with
+    /// its log entry, so at most once a minute per reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refused_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refused_reason: Option<String>,
+    /// When each kind of event was last noted (milliseconds), by kind: a refusal reason or
+    /// [`TESTED`]. Bounds the log entries such events write (see [`note`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub noted_ms: BTreeMap<String, u64>,
+}
+
+/// The kind [`note`] records Entra's Test Connection under.
+pub const TESTED: &str = "tested";
+
+/// Why a SCIM request on a known connection (its record exists) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Authorization: Bearer <token>` header.
+    NoToken,
+    /// A token that is not this connection's.
+    WrongToken,
+    /// The connection's token expired.
+    Expired,
+    /// A plan change turned SCIM off.
+    PlanOff,
+    /// The tenant's rate limit (after the token was accepted).
+    RateLimited,
+}
+
+impl Refusal {
+    /// What the log and the admin page say, in an administrator's words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NoToken => "no token sent",
+            Refusal::WrongToken => "wrong token",
+            Refusal::Expired => "token expired",
+            Refusal::PlanOff => "SCIM turned off by a plan change",
+            Refusal::RateLimited => "too many requests (rate limit)",
+        }
+    }
 }
 
 impl Connection {
@@ -94,6 +145,32 @@ impl Connection {
 pub struct Authenticated {
     pub tenant: String,
     pub connection: String,
+    /// Its record and version as of this request (after the `lastUsedAt` write, if any), for
+    /// bookkeeping that writes it again ([`note`]).
+    pub record: Connection,
+    pub version: Version,
+    /// The connection's first request since it was generated.
+    pub first_use: bool,
+}
+
+/// A refused SCIM request, with the connection record when the connection id was known (the
+/// refusal is then counted and noted on it).
+pub struct Refused {
+    pub error: ScimError,
+    pub known: Option<KnownRefusal>,
+}
+
+pub struct KnownRefusal {
+    pub connection: String,
+    pub record: Connection,
+    pub version: Version,
+    pub refusal: Refusal,
+}
+
+impl From<ScimError> for Refused {
+    fn from(error: ScimError) -> Self {
+        Refused { error, known: None }
+    }
 }
 
 pub fn random_hex<S>(env: &Env<'_, S>, bytes: usize) -> ScimResult<String> {
@@ -285,6 +362,9 @@ pub async fn generate<S: Store>(
         expires_at: None,
         expires_ms: None,
         off: None,
+        last_refused_at: None,
+        last_refused_reason: None,
+        noted_ms: BTreeMap::new(),
     };
     match point_at(env, t, &connection, &mut record, lifetime_days).await {
         Ok(regenerated) => Ok(Generated { connection, token, record, regenerated }),
@@ -373,53 +453,107 @@ pub async fn revoke<S: Store>(env: &Env<'_, S>, t: &str) -> ScimResult<bool> {
 /// Authenticates a SCIM request: the connection in the URL must exist, the token must hash
 /// to its stored hash, and it must not have expired or been turned off by a plan change. One
 /// store read (and a write of `lastUsedAt` at most once a minute).
-/// Wrong token, unknown or revoked connection and missing header all get the same 401.
+/// Wrong token, unknown or revoked connection and missing header all get the same 401; a
+/// refusal on a connection that exists comes with its record ([`Refused::known`]).
 pub async fn authenticate<S: Store>(
     env: &Env<'_, S>,
     connection: &str,
     token: Option<&str>,
-) -> ScimResult<Authenticated> {
+) -> Result<Authenticated, Refused> {
     let unauthorized = || {
         ScimError::unauthorized(
             "missing or invalid bearer token for this SCIM URL; use the Tenant URL and Secret Token \
              from the latest generated SCIM configuration",
         )
     };
-    let token = token.ok_or_else(unauthorized)?;
     if !keys::valid_id(connection) {
-        return Err(unauthorized());
+        return Err(unauthorized().into());
     }
     let Some((conn, ver)) = get_json::<S, Connection>(env.store, &keys::connection(connection)).await? else {
-        return Err(unauthorized());
+        return Err(unauthorized().into());
+    };
+    let refused = |error: ScimError, refusal: Refusal, record: Connection| Refused {
+        error,
+        known: Some(KnownRefusal { connection: connection.to_owned(), record, version: ver, refusal }),
+    };
+    let Some(token) = token else {
+        return Err(refused(unauthorized(), Refusal::NoToken, conn));
     };
     let mut expected = [0u8; 32];
     if hex::decode_to_slice(&conn.token_sha256, &mut expected).is_err()
         || !auth::token_matches(token, &expected)
     {
-        return Err(unauthorized());
+        return Err(refused(unauthorized(), Refusal::WrongToken, conn));
     }
     let now = env.clock.now_millis();
     if conn.expired(now) {
-        return Err(ScimError::unauthorized(format!(
+        let error = ScimError::unauthorized(format!(
             "this SCIM token expired at {}; generate a new SCIM configuration (Settings > Security > SCIM \
              Provisioning) and update Entra's Tenant URL and Secret Token",
             conn.expires_at.as_deref().unwrap_or("an earlier time")
-        )));
+        ));
+        return Err(refused(error, Refusal::Expired, conn));
     }
     // The record alone decides (see the module's doc): no read of the tenant.
     if let Some(plan) = &conn.off {
-        return Err(ScimError::forbidden(off_detail(plan)));
+        let error = ScimError::forbidden(off_detail(plan));
+        return Err(refused(error, Refusal::PlanOff, conn));
     }
-    let tenant_id = conn.tenant.clone();
+    let first_use = conn.last_used_ms == 0;
+    let (mut conn, mut ver) = (conn, ver);
     if now.saturating_sub(conn.last_used_ms) >= LAST_USED_GRANULARITY_MS {
-        let mut conn = conn;
         conn.last_used_ms = now;
         conn.last_used_at = Some(time::rfc3339(now));
         // Losing this race to a concurrent request is fine: it wrote the same minute.
         match put_json(env.store, &keys::connection(connection), &conn, Condition::Version(ver)).await {
-            Ok(_) | Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
+            Ok(v) => ver = v,
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(ScimError::from(e).into()),
         }
     }
-    Ok(Authenticated { tenant: tenant_id, connection: connection.to_owned() })
+    Ok(Authenticated {
+        tenant: conn.tenant.clone(),
+        connection: connection.to_owned(),
+        record: conn,
+        version: ver,
+        first_use,
+    })
+}
+
+/// Notes an event of `kind` (a refusal's reason, or [`TESTED`]) on a connection unless one of
+/// that kind was noted less than a minute ago; a refusal also becomes the connection's last
+/// refused sign-in. Returns whether this call noted it — the caller then writes the minute's
+/// one log entry for it. One conditional write of the connection record (and, when a
+/// concurrent request changed the record, one read and one more try); concurrent callers
+/// agree on one winner, and a deleted connection is never written back. Best effort: a store
+/// failure notes nothing.
+pub async fn note<S: Store>(
+    env: &Env<'_, S>,
+    connection: &str,
+    mut record: Connection,
+    mut version: Version,
+    kind: &str,
+    refusal: Option<Refusal>,
+) -> bool {
+    let now = env.clock.now_millis();
+    let key = keys::connection(connection);
+    for _ in 0..2 {
+        if record.noted_ms.get(kind).is_some_and(|t| now.saturating_sub(*t) < NOTE_INTERVAL_MS) {
+            return false;
+        }
+        record.noted_ms.insert(kind.to_owned(), now);
+        if let Some(r) = refusal {
+            record.last_refused_at = Some(time::rfc3339(now));
+            record.last_refused_reason = Some(r.reason().to_owned());
+        }
+        match put_json(env.store, &key, &record, Condition::Version(version)).await {
+            Ok(_) => return true,
+            Err(StoreError::Conflict) => match get_json::<S, Connection>(env.store, &key).await {
+                Ok(Some((r, v))) => (record, version) = (r, v),
+                _ => return false,
+            },
+            Err(_) => return false,
+        }
+    }
+    false
 }

@@ -285,6 +285,55 @@ fn a_removal_by_hand_blocks_the_identity_until_an_administrator_lifts_it() {
     assert_eq!(unblock["entries"][0]["target"], json!(dave));
 }
 
+/// The plan and local administrators are the operator's: an acting administrator may rename
+/// the tenant but not change its plan, and `admin` creates a user only with the tenant.
+#[test]
+fn plans_and_local_administrators_are_the_operators() {
+    let host = Host::new();
+    let (t, admin) = acme(&host);
+    let before = host.store.dump();
+    let (s, b) = host.acting(&admin, "PUT", "/admin/v1/tenants/acme", Some(json!({"plan": "basic"})));
+    assert_eq!(s, 403, "{b}");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.contains("changing the plan") && detail.contains("operator"), "{detail}");
+    // An acting user may not smuggle a first administrator into an existing tenant either.
+    let smuggled = json!({"name": "Acme", "admin": {"userName": "mallory@acme.example"}});
+    let (s, b) = host.acting(&admin, "PUT", "/admin/v1/tenants/acme", Some(smuggled.clone()));
+    assert_eq!(s, 403, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("local administrator is an operator action"), "{b}");
+    // Nothing changed but the log's two refusals.
+    let log_key = |k: &String| k.contains("/log/");
+    let without_log = |d: &std::collections::BTreeMap<String, String>| {
+        d.iter().filter(|(k, _)| !log_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(without_log(&host.store.dump()), without_log(&before));
+    let refused = log(&host, "operation=tenant.update&outcome=failure");
+    assert_eq!(refused["entries"].as_array().unwrap().len(), 2, "{refused}");
+    // The same plan is no change: the settings form saves a new name.
+    let (s, b) = host.acting(
+        &admin,
+        "PUT",
+        "/admin/v1/tenants/acme",
+        Some(json!({"name": "Acme Ltd", "plan": "advanced"})),
+    );
+    assert_eq!((s, b["name"].as_str(), b["plan"].as_str()), (200, Some("Acme Ltd"), Some("advanced")), "{b}");
+    // The operator's update with an unknown admin creates nobody (admin counts on create only) ...
+    let (s, b) = host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(smuggled));
+    assert_eq!((s, b["scimType"].as_str()), (400, Some("invalidValue")), "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("only when the tenant is created"), "{b}");
+    let (_, users) = host.send("GET", "/admin/v1/tenants/acme/users", ADMIN, None);
+    assert_eq!(users["totalResults"], 1, "{users}");
+    // ... and naming the existing first administrator (a retried create) is a plain update.
+    let again = json!({"name": "Acme", "admin": {"userName": "ada@acme.example"}});
+    let (s, b) = host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(again));
+    assert_eq!((s, b["users"]["active"].as_u64()), (200, Some(1)), "{b}");
+    // The operator changes the plan.
+    let (s, b) = host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(json!({"plan": "basic"})));
+    assert_eq!((s, b["plan"].as_str()), (200, Some("basic")), "{b}");
+    assert_eq!(host.scim(&t, "GET", "Users", None).0, 403);
+    host.assert_consistent();
+}
+
 #[test]
 fn leaving_the_plan_turns_scim_off_with_a_reason() {
     let host = Host::new();
@@ -488,4 +537,113 @@ fn reads_are_counted_by_sampling_and_writes_exactly() {
     // Sampling is what keeps a read at about 4 store operations (connection, tenant, user, and
     // now and then the counter).
     assert!(per_read < 4.5, "{per_read} store operations per read");
+}
+
+/// A refused sign-in on a known connection is counted, shown on the connection and logged —
+/// once a minute per reason, so a flood costs a bounded number of writes and leaves the
+/// tenant's real log entries in place.
+#[test]
+fn refused_sign_ins_are_counted_shown_and_logged_once_a_minute() {
+    let host = Host::with_config(r#""logSize": 20, "rateLimit": {"requestsPerSecond": 1, "burst": 3}"#);
+    let (t, _) = acme(&host);
+    let uri = format!("{}/Users", t.base);
+    let status = |host: &Host| host.send("GET", "/admin/v1/tenants/acme/scim", ADMIN, None).1;
+    let refusals = |host: &Host| {
+        log(host, "operation=signIn.refused&count=500")["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["detail"].as_str().unwrap().to_owned(), e["status"].as_u64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let real = log(&host, "count=500")["entries"].as_array().unwrap().len();
+    // A flood of wrong tokens: 1,000 refusals, one entry, about one write in eight.
+    let before = host.store.ops();
+    for _ in 0..1000 {
+        assert_eq!(host.send("GET", &uri, "sce_wrong", None).0, 401);
+    }
+    let per_request = (host.store.ops() - before) as f64 / 1000.0;
+    assert!(per_request < 1.5, "{per_request} store operations per refused request");
+    assert_eq!(refusals(&host), [("signIn refused: wrong token".to_owned(), 401)]);
+    let c = status(&host);
+    assert_eq!(c["lastRefusedReason"], "wrong token", "{c}");
+    assert_eq!(c["lastRefusedAt"], "2026-01-01T00:00:00.000Z", "{c}");
+    let failures = c["failures"].as_u64().unwrap();
+    assert!((600..=1400).contains(&failures), "sampled, about 1000: {c}");
+    assert_eq!(log(&host, "count=500")["entries"].as_array().unwrap().len(), real + 1, "real entries kept");
+    // No header, and a doubled scheme with a wrong token: their own reasons.
+    assert_eq!(host.raw("GET", &uri, None, "").status, 401);
+    assert_eq!(
+        host.send("GET", &uri, &format!("Bearer {}", t.token), None).0,
+        200,
+        "the pasted header value"
+    );
+    // A minute later the same reason is noted again; the rate limit is a reason of its own.
+    host.clock.advance(60_000);
+    assert_eq!(host.send("GET", &uri, "sce_wrong", None).0, 401);
+    for _ in 0..3 {
+        assert_eq!(host.scim(&t, "GET", "Users", None).0, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(host.scim(&t, "GET", "Users", None).0, 429);
+    }
+    let c = status(&host);
+    assert_eq!(
+        (c["lastRefusedReason"].as_str(), c["lastRefusedAt"].as_str()),
+        (Some("too many requests (rate limit)"), Some("2026-01-01T00:01:00.000Z")),
+        "{c}"
+    );
+    assert_eq!(
+        refusals(&host),
+        [
+            ("signIn refused: too many requests (rate limit)".to_owned(), 429),
+            ("signIn refused: wrong token".to_owned(), 401),
+            ("signIn refused: no token sent".to_owned(), 401),
+            ("signIn refused: wrong token".to_owned(), 401),
+        ]
+    );
+    // Expired, and off by a plan change: the record still exists, so they are noted too.
+    host.clock.advance(60_000);
+    let (_, g) = host.send("POST", "/admin/v1/tenants/acme/scim", ADMIN, Some(json!({"expiresInDays": 1})));
+    let expiring = format!("{}/Users", g["url"].as_str().unwrap().trim_start_matches("http://scim.test"));
+    let token = g["token"].as_str().unwrap().to_owned();
+    host.clock.advance(86_400_000);
+    assert_eq!(host.send("GET", &expiring, &token, None).0, 401);
+    assert_eq!(status(&host)["lastRefusedReason"], "token expired");
+    let t = host.connect("acme");
+    assert_eq!(host.send("PUT", "/admin/v1/tenants/acme", ADMIN, Some(json!({"plan": "basic"}))).0, 200);
+    assert_eq!(host.scim(&t, "GET", "Users", None).0, 403);
+    let off = host.store.raw(&format!("v1/conn/{}", t.connection)).unwrap();
+    let off: Value = serde_json::from_slice(&off).unwrap();
+    assert_eq!(off["lastRefusedReason"], "SCIM turned off by a plan change", "{off}");
+    assert_eq!(refusals(&host)[0], ("signIn refused: SCIM turned off by a plan change".to_owned(), 403));
+    // An unknown connection id is nobody's: nothing is written.
+    let before = host.store.dump();
+    assert_eq!(host.send("GET", "/scim/v2/0123456789abcdef0123456789abcdef/Users", "sce_x", None).0, 401);
+    assert_eq!(host.store.dump(), before);
+    host.assert_consistent();
+}
+
+/// Entra's Test Connection (a GUID userName that finds nothing) is logged, once a minute, and
+/// counted exactly: the page never shows 0 requests after it; lookups of real names are not.
+#[test]
+fn test_connection_is_logged_and_counted() {
+    let host = Host::new();
+    let (t, _) = acme(&host);
+    let probe = "Users?filter=userName%20eq%20%226f1c2a34-9b7d-4e21-8c3a-0d5e7f9a1b2c%22";
+    for _ in 0..3 {
+        let (s, b) = host.scim(&t, "GET", probe, None);
+        assert_eq!((s, b["totalResults"].as_u64()), (200, Some(0)));
+    }
+    assert_eq!(host.scim(&t, "GET", "Users?filter=userName%20eq%20%22nobody%40acme.example%22", None).0, 200);
+    let tested = log(&host, "operation=connection.tested");
+    let e = tested["entries"].as_array().unwrap();
+    assert_eq!(e.len(), 1, "{tested}");
+    assert_eq!((e[0]["status"].as_u64(), e[0]["target"].as_str()), (Some(200), Some(t.connection.as_str())));
+    let (_, c) = host.send("GET", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    assert!(c["requests"].as_u64().unwrap() >= 3, "{c}");
+    assert!(c["lastUsedAt"].is_string() && c["lastRefusedAt"].is_null(), "{c}");
+    host.clock.advance(60_000);
+    host.scim(&t, "GET", probe, None);
+    assert_eq!(log(&host, "operation=connection.tested")["entries"].as_array().unwrap().len(), 2);
 }

@@ -16,7 +16,7 @@ struct Core<'h>(&'h Host);
 impl Target for Core<'_> {
     async fn send(&mut self, req: http::Request<bytes::Bytes>) -> http::Response<bytes::Bytes> {
         let h = self.0;
-        h.clock.advance(1_000);
+        h.clock.advance(10);
         let env =
             scim_edge_core::Env { store: &h.store, clock: &h.clock, random: &h.random, config: &h.config };
         scim_edge_core::handle(req, &env).await

@@ -241,9 +241,15 @@ fn rate_limit_is_per_tenant_with_429_and_retry_after() {
     assert_eq!(r.body["status"], "429");
     assert!(r.body["detail"].as_str().unwrap().contains("rateLimit"));
     // Refused requests are not counted against the bucket's refill and write nothing but
-    // their log entry and request count.
+    // their log entry, request count and the connection's last refused sign-in.
     let changed: Vec<_> = host.store.data().into_iter().filter(|(k, v)| before.get(k) != Some(v)).collect();
-    assert!(changed.is_empty(), "{changed:?}");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].0, format!("v1/conn/{}", a.connection));
+    let (_, c) = host.send("GET", "/admin/v1/tenants/a/scim", support::ADMIN, None);
+    assert_eq!(c["lastRefusedReason"], "too many requests (rate limit)", "{c}");
+    let (_, log) = host.send("GET", "/admin/v1/tenants/a/log?outcome=failure", support::ADMIN, None);
+    let ops: Vec<_> = log["entries"].as_array().unwrap().iter().map(|e| e["operation"].clone()).collect();
+    assert_eq!(ops, [json!("signIn.refused")], "{log}");
     // Another tenant and the admin API are not affected.
     assert_eq!(host.scim(&b, "GET", "Users", None).0, 200);
     assert_eq!(host.send("GET", "/admin/v1/tenants/a", support::ADMIN, None).0, 200);

@@ -3,7 +3,9 @@
 //! The Envoy HTTP filter (proxy-wasm ABI 0.2.1 through the `proxy-wasm` 0.2.5 SDK, built for
 //! `wasm32-wasip1`): a thin adapter that hands `/scim/v2/…` and `/admin/v1/…` requests to
 //! [`scim_edge_core::handle`] and answers with what it returns. Every other request passes
-//! upstream untouched. It holds no SCIM logic.
+//! upstream untouched but for the product's own headers (`X-Acting-User`,
+//! [`scim_edge_core::admin::PRODUCT_HEADERS`]), which are removed so that no client can forge
+//! them. It holds no SCIM logic.
 //!
 //! What the adapter supplies to the core:
 //! - the request: method, path and query, every header (`:authority` as `Host`) and the whole
@@ -157,6 +159,19 @@ impl HttpContext for Stream {
             .map(|path| path.split('?').next().unwrap_or_default())
             .is_some_and(|path| !matches!(router::route(path), Route::Other));
         if !ours {
+            // The product's own headers never come from a client (`PRODUCT_HEADERS`): stripped,
+            // or the request is refused rather than passed on with a forged one.
+            for name in scim_edge_core::admin::PRODUCT_HEADERS {
+                if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
+                    return self.respond(
+                        ScimError::new(
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("the {name} header could not be removed from this request; retry"),
+                        )
+                        .into_response(),
+                    );
+                }
+            }
             self.phase = Phase::PassThrough;
             return Action::Continue;
         }

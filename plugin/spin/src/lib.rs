@@ -7,7 +7,9 @@
 //! conditional writes are built on Spin's atomics).
 //!
 //! What the adapter supplies to the core:
-//! - the request: method, path and query, headers and the whole body. The URI is reduced to
+//! - the request: method, path and query, headers and the body, read only up to the core's
+//!   `maxBodyBytes`: a longer body (by `Content-Length`, or as it streams in) is answered 413
+//!   without reading the rest (a client's gigabyte never sits in the instance's memory). The URI is reduced to
 //!   path and query; an HTTP/2 `:authority` is copied into `Host` when that header is missing,
 //!   so the core sees what an HTTP/1.1 request would carry;
 //! - [`Config`] from three Spin variables, all declared in `spin.toml`: `config`, a JSON object
@@ -28,10 +30,10 @@ mod store;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http::header::HOST;
+use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderValue, Uri};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use scim_edge_core::{Clock, Config, Env, Pause, Random, RandomError, ScimError};
-use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::FullBody;
 
 use crate::store::SpinStore;
@@ -53,8 +55,6 @@ async fn serve(
     req: spin_sdk::http::Request,
 ) -> Result<http::Response<FullBody<Bytes>>, spin_sdk::http::Error> {
     let (mut parts, body) = req.into_parts();
-    // A body that cannot be read is a transport failure: Spin answers it, not the core.
-    let body = body.bytes().await?;
 
     let config = match CONFIG.get() {
         Some(config) => config,
@@ -70,6 +70,19 @@ async fn serve(
         },
     };
 
+    let limits = &config.limits;
+    let declared =
+        parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limits.max_body_bytes as u64) {
+        return Ok(too_large(Some(n), config));
+    }
+    let body = match Limited::new(body, limits.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Ok(too_large(None, config)),
+        // A body that cannot be read is a transport failure: Spin answers it, not the core.
+        Err(e) => return Err(spin_sdk::http::Error::Other(e)),
+    };
+
     if !parts.headers.contains_key(HOST) {
         if let Some(host) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
             parts.headers.insert(HOST, host);
@@ -83,6 +96,11 @@ async fn serve(
     let env = Env { store: &store, clock: &SystemClock, random: &HostRandom, config };
     let res = scim_edge_core::handle(req, &env).await;
     Ok(res.map(FullBody::new))
+}
+
+/// The core's 413 for a body over `maxBodyBytes` (`size`: when known), without its body read.
+fn too_large(size: Option<u64>, config: &Config) -> http::Response<FullBody<Bytes>> {
+    scim_edge_core::limits::body_too_large(size, &config.limits).into_response().map(FullBody::new)
 }
 
 /// Reads the Spin variables and validates them as the core's [`Config`].

@@ -22,11 +22,20 @@
   ];
   const OPERATIONS = [
     'tenant.create', 'tenant.update',
-    'scim.generate', 'scim.regenerate', 'scim.revoke',
+    'scim.generate', 'scim.regenerate', 'scim.revoke', 'connection.tested', 'signIn.refused',
     'user.create', 'user.match', 'user.replace', 'user.update', 'user.delete', 'user.role', 'user.remove',
     'user.block', 'user.unblock',
     'group.create', 'group.replace', 'group.update', 'group.delete',
   ];
+  // What an administrator does about a refused sign-in (lastRefusedReason, in the API's words).
+  const REFUSAL_HINT = {
+    'wrong token': 'The Secret Token in Entra is not this connection\'s: paste the Authorization Header value '
+      + 'of the latest generated configuration (regenerate if it is lost).',
+    'no token sent': 'The request carried no Secret Token: fill in Secret Token in Entra\'s Admin Credentials.',
+    'token expired': 'Generate a new configuration and paste its URL and Authorization Header value into Entra.',
+    'SCIM turned off by a plan change': 'SCIM needs the Advanced plan; after moving back, generate a new configuration.',
+    'too many requests (rate limit)': 'Entra sent more requests than the rate limit allows; it retries by itself.',
+  };
   const PERMISSION_TEXT = {
     viewUsers: 'view users and the log',
     manageScim: 'manage SCIM',
@@ -610,7 +619,18 @@
       exp.replaceChildren(timeEl(c.expiresAt, 'Never'));
       if (c.expired) exp.append(' ', badge('Expired', 'danger', 'scim-expired'));
       $('scim-last-used').replaceChildren(timeEl(c.lastUsedAt, 'Never'));
+      $('scim-last-used').title = 'The last request that signed in with this URL and token (to the minute).';
+      const refused = $('scim-last-refused');
+      if (c.lastRefusedAt) {
+        const hint = REFUSAL_HINT[c.lastRefusedReason];
+        refused.replaceChildren(timeEl(c.lastRefusedAt, '—'), `, ${c.lastRefusedReason || 'refused'}`,
+          hint ? h('div', { class: 'muted small', testid: 'scim-last-refused-hint', text: hint }) : '');
+      } else {
+        refused.replaceChildren('None');
+      }
       $('scim-requests').textContent = fmtNum(c.requests);
+      $('scim-requests').title = 'Writes, failures, Test Connection and the first request are counted exactly; '
+        + 'other successful reads are sampled (one in eight counts eight).';
       const fail = $('scim-failures');
       fail.textContent = fmtNum(c.failures);
       fail.classList.toggle('text-danger', Boolean(c.failures));

@@ -11,6 +11,13 @@
 //! discovery, regenerate (old URL and token stop working, data stays) and revoke, and the
 //! plan gate (SCIM is an Advanced-plan feature).
 //!
+//! Entra's requests carry `Authorization: Bearer Bearer <token>`: the administrator followed
+//! the product guide word for word and pasted the *Authorization Header value* into Entra's
+//! Secret Token. Before Test Connection, a wrong Secret Token floods the URL with 1,000
+//! Test Connections: each is refused, the log holds one `signIn.refused` entry for them, and
+//! the connection's status names the reason and the time (the host must answer them within a
+//! minute). Test Connection itself is logged (`connection.tested`) and counted.
+//!
 //! Every step asserts the status, the body fields that matter, the `application/scim+json`
 //! content type of SCIM answers, and what the core wrote under the keys of [`crate::keys`].
 //! The suite never panics (this is non-test code): the first broken expectation comes back
@@ -196,6 +203,9 @@ const SCIM_JSON: &str = "application/scim+json";
 const JSON: &str = "application/json";
 /// The feature flag Entra appends to the tenant URL.
 const FLAG: &str = "aadOptscim062020";
+/// Refused requests sent with a wrong token in one go: a flood the log must absorb with one
+/// entry (the host must answer them within a minute).
+const REFUSED_FLOOD: usize = 1000;
 /// Longest response body quoted in a [`Failure`].
 const CLIP: usize = 3000;
 
@@ -210,6 +220,9 @@ struct Conn {
     base: String,
     id: String,
     token: String,
+    /// What the administrator pastes into Entra's Secret Token: the product guide's
+    /// "Authorization Header value" (`Bearer <token>`), to which Entra adds its own `Bearer `.
+    secret_token: String,
     created_at: String,
 }
 
@@ -399,10 +412,11 @@ impl<'t, T: Target> Run<'t, T> {
         self.send(method, path, auth, body.map(|b| (b.to_string(), JSON))).await
     }
 
-    /// A SCIM request on the current connection.
+    /// A SCIM request on the current connection, as Entra sends it when the administrator
+    /// followed the product guide word for word: `Authorization: Bearer Bearer <token>`.
     async fn scim(&mut self, method: Method, rel: &str, body: Option<&Value>) -> Result<Exchange, Failure> {
-        let (base, token) = (self.conn.base.clone(), self.conn.token.clone());
-        self.scim_raw(method, &base, Some(&token), rel, body.map(Value::to_string)).await
+        let (base, secret) = (self.conn.base.clone(), self.conn.secret_token.clone());
+        self.scim_raw(method, &base, Some(&secret), rel, body.map(Value::to_string)).await
     }
 
     /// A SCIM request on the current connection with more headers (`If-Match`, …).
@@ -720,6 +734,10 @@ impl<'t, T: Target> Run<'t, T> {
         let token = self.string_at(&seen, &v, "/token")?;
         let created_at = self.string_at(&seen, &v, "/createdAt")?;
         self.eq(&seen, &v, "/authorizationHeader", json!(format!("Bearer {token}")))?;
+        // Where each value goes in Entra, beside the product guide's names.
+        self.eq(&seen, &v, "/tenantUrl", json!(url))?;
+        let secret_token = self.string_at(&seen, &v, "/secretToken")?;
+        self.eq(&seen, &v, "/secretToken", json!(format!("Bearer {token}")))?;
 
         let base = url_path(&url);
         self.ok(base.is_some(), &seen, || "`url` an absolute http(s) URL".into())?;
@@ -741,7 +759,7 @@ impl<'t, T: Target> Run<'t, T> {
         let (seen, tenant) = self.stored_text(&keys::tenant(&self.tenant)).await?;
         self.ok(tenant.contains(&id), &seen, || format!("the tenant record names connection {id}"))?;
         self.ok(!tenant.contains(&token), &seen, || "no plaintext token in the tenant record".into())?;
-        Ok(Conn { url, base, id, token, created_at })
+        Ok(Conn { url, base, id, token, secret_token, created_at })
     }
 
     async fn admin_read_configuration(&mut self) -> Result<(), Failure> {
@@ -764,19 +782,72 @@ impl<'t, T: Target> Run<'t, T> {
         let ex = self.scim_raw(Method::GET, &base, None, "Users", None).await?;
         self.unauthorized(&ex)?;
 
-        self.step("auth: wrong token");
+        // An administrator pasted the wrong Secret Token and Entra's Test Connection is retried
+        // (or a script hammers the URL): every request is refused, and the log holds one entry.
+        self.step("auth: wrong token, a flood of Test Connections");
         let wrong = format!("{}x", self.conn.token);
-        let ex = self.scim_raw(Method::GET, &base, Some(&wrong), "Users", None).await?;
-        self.unauthorized(&ex)?;
+        for _ in 0..REFUSED_FLOOD {
+            let probe = self.guid();
+            let rel = format!("Users?filter={}", encode(&format!("userName eq \"{probe}\"")));
+            let ex = self.scim_raw(Method::GET, &base, Some(&wrong), &rel, None).await?;
+            self.unauthorized(&ex)?;
+        }
         let other = self.unknown_id();
         let token = self.conn.token.clone();
         let ex = self.scim_raw(Method::GET, &base, Some(&other), "Users", None).await?;
+        self.unauthorized(&ex)?;
+        // The scheme doubled is the pasted header value; tripled it is no token.
+        let tripled = format!("Bearer Bearer {token}");
+        let ex = self.scim_raw(Method::GET, &base, Some(&tripled), "Users", None).await?;
         self.unauthorized(&ex)?;
 
         self.step("auth: right token, unknown connection");
         let unknown = format!("/scim/v2/{other}");
         let ex = self.scim_raw(Method::GET, &unknown, Some(&token), "Users", None).await?;
-        self.unauthorized(&ex)
+        self.unauthorized(&ex)?;
+
+        self.step("auth: refused sign-ins, one log entry per reason");
+        let refused = self.log_entries("signIn.refused").await?;
+        let seen = Seen {
+            request: "GET /admin/v1/tenants/…/log?operation=signIn.refused".into(),
+            got: format!("{refused:?}"),
+        };
+        let details: Vec<&str> =
+            refused.iter().filter_map(|e| e.get("detail").and_then(Value::as_str)).collect();
+        self.ok(details == ["signIn refused: wrong token", "signIn refused: no token sent"], &seen, || {
+            format!(
+                "exactly one entry for the {REFUSED_FLOOD} wrong tokens (and the ones after them) and one for \
+                 the missing header, newest first"
+            )
+        })?;
+        let ex = self.connection_status().await?;
+        let v = self.parse(&ex)?;
+        self.eq(&ex.seen, &v, "/lastRefusedReason", json!("wrong token"))?;
+        let at = v.get("lastRefusedAt").and_then(Value::as_str).is_some_and(|t| t.ends_with('Z'));
+        self.ok(at, &ex.seen, || "`lastRefusedAt` a time".into())?;
+        let failures = v.get("failures").and_then(Value::as_u64).unwrap_or(0);
+        self.ok(failures >= 2, &ex.seen, || "the refusals counted in `failures`".into())
+    }
+
+    /// `GET /admin/v1/tenants/{tenant}/scim`: the connection's status.
+    async fn connection_status(&mut self) -> Result<Exchange, Failure> {
+        let path = format!("/admin/v1/tenants/{}/scim", self.tenant);
+        let admin = self.admin.clone();
+        let ex = self.admin_call(Method::GET, &path, Some(&admin), None).await?;
+        self.status(&ex, &[200])?;
+        Ok(ex)
+    }
+
+    /// The tenant's provisioning log entries of `operation`, newest first.
+    async fn log_entries(&mut self, operation: &str) -> Result<Vec<Value>, Failure> {
+        let path = format!("/admin/v1/tenants/{}/log?count=500&operation={operation}", self.tenant);
+        let admin = self.admin.clone();
+        let ex = self.admin_call(Method::GET, &path, Some(&admin), None).await?;
+        self.status(&ex, &[200])?;
+        let v = self.parse(&ex)?;
+        let entries = v.get("entries").and_then(Value::as_array).cloned();
+        self.ok(entries.is_some(), &ex.seen, || "`entries` an array".into())?;
+        Ok(entries.unwrap_or_default())
     }
 
     async fn test_connection(&mut self) -> Result<(), Failure> {
@@ -792,7 +863,24 @@ impl<'t, T: Target> Run<'t, T> {
         self.step("Test Connection: group probe");
         let probe = self.guid();
         let filter = format!("displayName eq \"{probe}\"");
-        self.find("Groups?excludedAttributes=members&", &filter, &[]).await
+        self.find("Groups?excludedAttributes=members&", &filter, &[]).await?;
+
+        self.step("Test Connection: in the log and the connection's status");
+        let tested = self.log_entries("connection.tested").await?;
+        let seen = Seen {
+            request: "GET /admin/v1/tenants/…/log?operation=connection.tested".into(),
+            got: format!("{tested:?}"),
+        };
+        self.ok(tested.len() == 1, &seen, || "one `connection.tested` entry".into())?;
+        let ex = self.connection_status().await?;
+        let v = self.parse(&ex)?;
+        let used = v.get("lastUsedAt").and_then(Value::as_str).is_some();
+        self.ok(used, &ex.seen, || "`lastUsedAt` set by the Test Connection".into())?;
+        let requests = v.get("requests").and_then(Value::as_u64).unwrap_or(0);
+        let failures = v.get("failures").and_then(Value::as_u64).unwrap_or(0);
+        self.ok(requests > failures, &ex.seen, || {
+            "the successful Test Connection counted in `requests` (not sampled away)".into()
+        })
     }
 
     async fn match_before_create(&mut self, u: &User) -> Result<(), Failure> {
