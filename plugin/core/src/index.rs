@@ -84,9 +84,13 @@ pub async fn lookup<S: Store>(
         .unwrap_or_default())
 }
 
-/// Claims `value` for `id`. Claiming a value the entry already names `id` for succeeds
-/// (retries are idempotent). In a unique index a value held by another id is 409 uniqueness;
-/// in a shared one `id` joins the holders (409 only past [`MAX_HOLDERS`]).
+/// Claims `value` for `id` and returns the claim's stamp (its `since`). Claiming a value the
+/// entry already names `id` for succeeds (retries are idempotent) and stamps it anew, later
+/// than before: two requests moving one resource onto the same value at once (Entra retrying a
+/// rename, a client racing itself) each hold a claim of their own, and a request undoing its
+/// claim (see [`Change`]) removes only its own stamp, never the other's. In a unique index a
+/// value held by another id is 409 uniqueness; in a shared one `id` joins the holders (409
+/// only past [`MAX_HOLDERS`]).
 ///
 /// Two kinds of leftovers of a request that failed half-way (a store outage between the claim
 /// and its undo) are taken over (unique) or dropped (shared, when the entry is full), with
@@ -110,7 +114,7 @@ pub async fn claim<S: Store>(
     ix: Index,
     value: &str,
     id: &str,
-) -> ScimResult<()> {
+) -> ScimResult<u64> {
     let key = keys::index(tenant, ix, value);
     let unique = is_unique(ix, env.config);
     let taken = || ScimError::uniqueness(format!("{} {value:?} is already in use in this tenant", label(ix)));
@@ -123,15 +127,29 @@ pub async fn claim<S: Store>(
             .put(&key, entry_value(std::slice::from_ref(&mine)).as_bytes(), Condition::Absent)
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(mine.since),
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
         // Released meanwhile: try again.
         let Some(held) = env.store.get(&key).await? else { continue };
         let mut holders = parse_entry(&held.value);
-        if holders.iter().any(|h| h.id == id) {
-            return Ok(());
+        if let Some(h) = holders.iter_mut().find(|h| h.id == id) {
+            // Ours already: stamp it anew (see above), later than the stamp it had.
+            h.since = now.max(h.since.saturating_add(1));
+            let since = h.since;
+            match env
+                .store
+                .put(&key, entry_value(&holders).as_bytes(), Condition::Version(held.version))
+                .await
+            {
+                Ok(_) => return Ok(since),
+                Err(StoreError::Conflict) => {
+                    env.clock.pause(attempt).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if unique || holders.len() >= MAX_HOLDERS {
             let mut kept = Vec::with_capacity(holders.len());
@@ -153,7 +171,7 @@ pub async fn claim<S: Store>(
         }
         holders.push(mine.clone());
         match env.store.put(&key, entry_value(&holders).as_bytes(), Condition::Version(held.version)).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(mine.since),
             Err(StoreError::Conflict) => env.clock.pause(attempt).await,
             Err(e) => return Err(e.into()),
         }
@@ -223,12 +241,25 @@ pub async fn release<S: Store>(
     value: &str,
     id: &str,
 ) -> ScimResult<()> {
+    release_claim(env, tenant, ix, value, id, None).await
+}
+
+/// [`release`], but only the claim with stamp `since` when one is given: a claim stamped anew
+/// by another request since (see [`claim`]) is that request's, and stays.
+async fn release_claim<S: Store>(
+    env: &Env<'_, S>,
+    tenant: &str,
+    ix: Index,
+    value: &str,
+    id: &str,
+    since: Option<u64>,
+) -> ScimResult<()> {
     let key = keys::index(tenant, ix, value);
     for attempt in 0..SHARED_ATTEMPTS {
         let Some(Versioned { value: held, version }) = env.store.get(&key).await? else { return Ok(()) };
         let mut holders = parse_entry(&held);
         let before = holders.len();
-        holders.retain(|h| h.id != id);
+        holders.retain(|h| h.id != id || since.is_some_and(|s| s != h.since));
         if holders.len() == before {
             return Ok(());
         }
@@ -356,34 +387,47 @@ async fn begin_move<S: Store>(
         (Some(o), Some(n)) if same(ix, o, n) => Ok(Change::default()),
         (None, None) => Ok(Change::default()),
         _ => {
-            if let Some(n) = new {
-                claim(env, tenant, ix, n, id).await?;
-            }
-            Ok(Change { ix: Some(ix), claimed: new.map(str::to_owned), released: old.map(str::to_owned) })
+            // The old value's claim as it is before the record is written: the one to drop
+            // after it. A request that claims the old value again meanwhile (a rename back)
+            // stamps it anew, and that claim is not ours to drop.
+            let released = match old {
+                Some(o) => {
+                    let entry = env.store.get(&keys::index(tenant, ix, o)).await?;
+                    let mine = entry.and_then(|e| parse_entry(&e.value).into_iter().find(|h| h.id == id));
+                    mine.map(|h| (o.to_owned(), h.since))
+                }
+                None => None,
+            };
+            let claimed = match new {
+                Some(n) => Some((n.to_owned(), claim(env, tenant, ix, n, id).await?)),
+                None => None,
+            };
+            Ok(Change { ix: Some(ix), claimed, released })
         }
     }
 }
 
-/// An index move in progress (see [`begin_move`]).
+/// An index move in progress (see [`begin_move`]): the claims it made and will drop, each
+/// with its stamp, so that it drops only those (see [`claim`]).
 #[derive(Default)]
 struct Change {
     ix: Option<Index>,
-    claimed: Option<String>,
-    released: Option<String>,
+    claimed: Option<(String, u64)>,
+    released: Option<(String, u64)>,
 }
 
 impl Change {
-    /// The record was written: drop the old entry.
+    /// The record was written: drop the old value's claim.
     async fn commit<S: Store>(self, env: &Env<'_, S>, tenant: &str, id: &str) -> ScimResult<()> {
-        if let (Some(ix), Some(old)) = (self.ix, self.released) {
-            release(env, tenant, ix, &old, id).await?;
+        if let (Some(ix), Some((old, since))) = (self.ix, self.released) {
+            release_claim(env, tenant, ix, &old, id, Some(since)).await?;
         }
         Ok(())
     }
     /// The record was not written: drop the new claim.
     async fn abort<S: Store>(self, env: &Env<'_, S>, tenant: &str, id: &str) {
-        if let (Some(ix), Some(new)) = (self.ix, self.claimed) {
-            let _ = release(env, tenant, ix, &new, id).await;
+        if let (Some(ix), Some((new, since))) = (self.ix, self.claimed) {
+            let _ = release_claim(env, tenant, ix, &new, id, Some(since)).await;
         }
     }
 }
@@ -411,4 +455,91 @@ pub async fn candidates<S: Store>(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::testing::{FixedClock, MemStore, SeqRandom};
+    use crate::Config;
+    use serde_json::json;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        crate::testing::scenario::block_on(f).expect("the future completes without I/O")
+    }
+
+    fn holders(store: &MemStore, value: &str) -> Vec<String> {
+        store
+            .raw(&keys::index("t", Index::UserName, value))
+            .map_or_else(Vec::new, |v| parse_entry(&v).into_iter().map(|h| h.id).collect())
+    }
+
+    /// Two requests rename one user onto the same value at once (both read the record at the
+    /// same version): the first claims the value, the second finds it claimed for the same id
+    /// and writes the record; the first's write then fails and it undoes its claim. The value
+    /// must stay indexed to the user, whose record now holds it. (Before claims were stamped,
+    /// the undo removed the winner's entry: the contention test saw a user its own userName
+    /// did not find.)
+    #[test]
+    fn an_undone_rename_keeps_a_concurrent_renames_claim() {
+        let (store, clock, random, config) =
+            (MemStore::new(), FixedClock::new(1_000_000), SeqRandom::new(1), Config::default());
+        let env = Env { store: &store, clock: &clock, random: &random, config: &config };
+        let (id, rec) = ("u1", keys::user("t", "u1"));
+        block_on(async {
+            let v1 = put_json(&store, &rec, &json!({"attributes": {"userName": "a"}}), Condition::Any)
+                .await
+                .unwrap();
+            claim(&env, "t", Index::UserName, "a", id).await.unwrap();
+            let first = begin_move(&env, "t", Index::UserName, Some("a"), Some("b"), id).await.unwrap();
+            let second = begin_move(&env, "t", Index::UserName, Some("a"), Some("b"), id).await.unwrap();
+            put_json(&store, &rec, &json!({"attributes": {"userName": "b"}}), Condition::Version(v1))
+                .await
+                .unwrap();
+            second.commit(&env, "t", id).await.unwrap();
+            // The first request's write fails on the version; it undoes its claim.
+            assert!(put_json(
+                &store,
+                &rec,
+                &json!({"attributes": {"userName": "b"}}),
+                Condition::Version(v1)
+            )
+            .await
+            .is_err());
+            first.abort(&env, "t", id).await;
+        });
+        assert_eq!(holders(&store, "b"), vec![id.to_owned()], "the record says b: b stays indexed to it");
+        assert!(holders(&store, "a").is_empty(), "a was released by the rename that wrote");
+    }
+
+    /// A rename a → b that wrote its record releases a only if nobody claimed a for the same
+    /// resource meanwhile: a rename back b → a that already wrote keeps its claim of a.
+    #[test]
+    fn a_late_release_keeps_a_rename_backs_claim() {
+        let (store, clock, random, config) =
+            (MemStore::new(), FixedClock::new(1_000_000), SeqRandom::new(1), Config::default());
+        let env = Env { store: &store, clock: &clock, random: &random, config: &config };
+        let (id, rec) = ("u1", keys::user("t", "u1"));
+        block_on(async {
+            let v1 = put_json(&store, &rec, &json!({"attributes": {"userName": "a"}}), Condition::Any)
+                .await
+                .unwrap();
+            claim(&env, "t", Index::UserName, "a", id).await.unwrap();
+            let forth = begin_move(&env, "t", Index::UserName, Some("a"), Some("b"), id).await.unwrap();
+            let v2 =
+                put_json(&store, &rec, &json!({"attributes": {"userName": "b"}}), Condition::Version(v1))
+                    .await
+                    .unwrap();
+            // Before the first rename releases a, a second one moves the user back to a.
+            let back = begin_move(&env, "t", Index::UserName, Some("b"), Some("a"), id).await.unwrap();
+            put_json(&store, &rec, &json!({"attributes": {"userName": "a"}}), Condition::Version(v2))
+                .await
+                .unwrap();
+            back.commit(&env, "t", id).await.unwrap();
+            forth.commit(&env, "t", id).await.unwrap();
+        });
+        assert_eq!(holders(&store, "a"), vec![id.to_owned()], "the record says a: a stays indexed to it");
+        assert!(holders(&store, "b").is_empty());
+    }
 }
