@@ -172,6 +172,11 @@ async fn record<S: Store>(
         Ok(r) => r.status().is_client_error() || r.status().is_server_error(),
         Err(_) => true,
     };
+    // The store did not answer: each bookkeeping write would wait out the same timeout before
+    // failing too, and hold the 503 back by that much (Entra retries a 503 anyway).
+    if matches!(result, Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE) {
+        return;
+    }
     let tested = matches!(result, Ok(r) if r.extensions().get::<ConnectionTest>().is_some());
     // Writes and failures are counted exactly. Successful reads, most of a sync and of the
     // load, are sampled: one in READ_SAMPLE counts READ_SAMPLE, so a lookup does not turn into
