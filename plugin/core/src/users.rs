@@ -541,18 +541,32 @@ pub async fn delete<S: Store>(
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
-        count_states(env, t, Some(rec.state), None).await;
-        crate::groups::remove_user_everywhere(env, t, id).await?;
-        list::remove(env, t, &List::Users, std::slice::from_ref(&rec.id)).await?;
-        if let Some(u) = rec.user_name() {
-            index::release(env, t, Index::UserName, u, id).await?;
-        }
-        if let Some(x) = rec.external_id() {
-            index::release(env, t, Index::UserExternalId, x, id).await?;
-        }
+        forget(env, t, &rec, id, true).await?;
         return Ok(Deleted::User);
     }
     Err(StoreError::Conflict.into())
+}
+
+/// Everything that refers to the user whose record was just deleted: the state counts, its
+/// group memberships, its list position and its index entries (its userName entry only when
+/// `release_user_name`; a removal by hand keeps it as the block's anchor).
+async fn forget<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    rec: &UserRecord,
+    id: &str,
+    release_user_name: bool,
+) -> ScimResult<()> {
+    count_states(env, t, Some(rec.state), None).await;
+    crate::groups::remove_user_everywhere(env, t, id).await?;
+    list::remove(env, t, &List::Users, std::slice::from_ref(&rec.id)).await?;
+    if let Some(u) = rec.user_name().filter(|_| release_user_name) {
+        index::release(env, t, Index::UserName, u, id).await?;
+    }
+    if let Some(x) = rec.external_id() {
+        index::release(env, t, Index::UserExternalId, x, id).await?;
+    }
+    Ok(())
 }
 
 /// What a [`delete`] deleted.
@@ -608,12 +622,8 @@ pub async fn remove<S: Store>(env: &Env<'_, S>, t: &str, id: &str, by: &Actor) -
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
-        count_states(env, t, Some(rec.state), None).await;
-        crate::groups::remove_user_everywhere(env, t, id).await?;
-        list::remove(env, t, &List::Users, std::slice::from_ref(&rec.id)).await?;
-        if let Some(x) = rec.external_id() {
-            index::release(env, t, Index::UserExternalId, x, id).await?;
-        }
+        // The userName entry stays: it anchors the block.
+        forget(env, t, &rec, id, false).await?;
         return Ok(block);
     }
     Err(StoreError::Conflict.into())
