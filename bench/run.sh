@@ -3,7 +3,8 @@
 #   floors   Envoy 1.40 with a direct_response route and no wasm, and the same Envoy
 #            configuration as scim-edge's with a no-op wasm filter (bench/noop-filter); the
 #            wasmtime dev host (scim-edge-dev) serving a no-op spin-sdk 6 component;
-#   scim-edge  in Envoy with the shared-data store; in Envoy with etcd 3.5; the Spin component
+#   scim-edge  in Envoy with the shared-data store; in Envoy with etcd 3.5, one member and a
+#            three-member cluster on loopback (each member fsyncs: one disk, three fsyncs); the Spin component
 #            on the wasmtime dev host (Spin's SQLite key-value table);
 #   peer     PyPI scim2-server (its `scim2-server` command: in-memory, stdlib threaded WSGI);
 # each one started on free 127.0.0.1 ports with a fresh store, driven by the same client
@@ -19,7 +20,7 @@
 #                                the builds (~10 min with them, after `make test`)
 #   options: --out DIR (default target/bench-results/<time>), --update-benchmarks-md (writes the
 #            table into BENCHMARKS.md), --host-profile dev|bench-host, --only t1,t2 (targets:
-#            envoy-floor envoy-noop envoy-shared envoy-etcd spin-floor spin peer inprocess micro scale;
+#            envoy-floor envoy-noop envoy-shared envoy-etcd envoy-etcd3 edge spin-floor spin peer inprocess micro scale;
 #            micro runs in --short only: the criterion benches in test mode)
 #   counts: BENCH_USERS BENCH_READS BENCH_CONCURRENCY BENCH_WRK_SECS BENCH_SCALE_SMALL
 #           BENCH_SCALE_LARGE BENCH_SCALE_SMALL_GROUP BENCH_SCALE_LARGE_GROUP BENCH_SCALE_USERS
@@ -274,12 +275,13 @@ cpu_ticks() { # pids...: user+system CPU of the processes (all their threads), i
   done
   echo "$total"
 }
-# wrk_run LABEL URL TOKEN: wrk against URL; also the CPU time the server ($SERVER_PIDS) and its
+# wrk_run LABEL URL TOKEN [HEADER]: wrk against URL (with "Name: value" HEADER); also the CPU time the server ($SERVER_PIDS) and its
 # store ($STORE_PIDS) used meanwhile, which a busy machine disturbs far less than requests/s.
 wrk_run() {
   [[ -n "$HAVE_WRK" ]] || return 0
   local auth=() s0 s1 t0 t1
   [[ -n "$3" ]] && auth=(-H "Authorization: Bearer $3")
+  [[ -n "${4:-}" ]] && auth+=(-H "$4")
   s0="$(cpu_ticks $SERVER_PIDS)"; t0="$(cpu_ticks $STORE_PIDS)"
   wrk -t1 -c"$CONC" -d"${WRK_SECS}s" --latency "${auth[@]}" "$2" >"$OUT/$1.wrk.txt" 2>&1 || true
   s1="$(cpu_ticks $SERVER_PIDS)"; t1="$(cpu_ticks $STORE_PIDS)"
@@ -292,18 +294,28 @@ STORE_PIDS=""
 FILTER_Q='/Users?filter=userName%20eq%20%22hot-u0%40bench.example%22'
 ABSENT_Q='/Users?filter=userName%20eq%20%22nobody%40bench.example%22'
 
-render_scim_envoy() { # store(shared|etcd) etcd_port name [wasm] -> sets LISTEN ADMIN, writes $OUT/name.envoy.yaml
+etcd_endpoints() { # port[,port...] -> the @ETCD_ENDPOINTS@ of envoy/envoy.yaml.tmpl
+  local out="" p
+  for p in ${1//,/ }; do
+    out+="${out:+, }{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $p}}}}"
+  done
+  echo "$out"
+}
+# (The demo upstream's echo of the x-scim-edge-* headers is left out: the edge target compares a
+# guarded and an unguarded request to the same upstream, which must cost the same for both.)
+render_scim_envoy() { # store(shared|etcd) etcd_port[,port...] name [wasm] -> sets LISTEN ADMIN, writes $OUT/name.envoy.yaml
   LISTEN="$(free_port)"; ADMIN="$(free_port)"
   local sink demo config
   sink="$(free_port)"; demo="$(free_port)"
   if [[ $1 == etcd ]]; then
-    config="{\"scim\":{\"adminTokenSha256\":\"$ADMIN_SHA\",\"rateLimit\":null},\"store\":{\"type\":\"etcd\",\"cluster\":\"etcd\",\"authority\":\"127.0.0.1:$2\",\"prefix\":\"scim-edge/\",\"timeoutMs\":5000}}"
+    config="{\"scim\":{\"adminTokenSha256\":\"$ADMIN_SHA\",\"rateLimit\":null},\"store\":{\"type\":\"etcd\",\"cluster\":\"etcd\",\"authority\":\"127.0.0.1:${2%%,*}\",\"prefix\":\"scim-edge/\",\"timeoutMs\":5000}${EDGE_CONFIG:-}}"
   else
     config="{\"scim\":{\"adminTokenSha256\":\"$ADMIN_SHA\",\"rateLimit\":null},\"store\":{\"type\":\"shared-data\"}}"
   fi
   sed -e "s|@LISTEN_PORT@|$LISTEN|g" -e "s|@SINK_PORT@|$sink|g" -e "s|@DEMO_UPSTREAM_PORT@|$demo|g" \
-    -e "s|@UPSTREAM_PORT@|$demo|g" -e "s|@ADMIN_PORT@|$ADMIN|g" -e "s|@ETCD_PORT@|$2|g" \
+    -e "s|@UPSTREAM_PORT@|$demo|g" -e "s|@ADMIN_PORT@|$ADMIN|g" -e "s|@ETCD_ENDPOINTS@|$(etcd_endpoints "$2")|g" \
     -e "s|@WASM_PATH@|${4:-$ENVOY_WASM}|g" -e "s|@PLUGIN_CONFIG@|$config|g" \
+    -e '/response_headers_to_add:/d' -e '/%REQ(x-scim-edge-/d' \
     "$ROOT/envoy/envoy.yaml.tmpl" >"$OUT/$3.envoy.yaml"
 }
 start_envoy() { # name (config in $OUT/name.envoy.yaml; ports in LISTEN ADMIN) -> ENVOY_PID
@@ -336,6 +348,30 @@ start_etcd() { # name -> ETCD_PORT ETCD_PID
   ETCD_PID=$!
   PIDS+=("$ETCD_PID")
   wait_http "http://127.0.0.1:$ETCD_PORT/health" '"true"' 30 "$ETCD_PID" || die "$1: etcd did not start; see $OUT/$1.etcd.log"
+}
+start_etcd_cluster() { # name -> ETCD_PORTS (p1,p2,p3) ETCD_PIDS: three members on loopback
+  local i client peer cluster="" clients=() peers=() pid
+  for i in 0 1 2; do clients+=("$(free_port)"); peers+=("$(free_port)"); done
+  for i in 0 1 2; do cluster+="${cluster:+,}m$i=http://127.0.0.1:${peers[$i]}"; done
+  ETCD_PIDS=""
+  for i in 0 1 2; do
+    client="${clients[$i]}"; peer="${peers[$i]}"
+    "$ETCD_BIN" --name "m$i" --data-dir "$OUT/$1.etcd-m$i-data" \
+      --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "$cluster" --initial-cluster-state new --quota-backend-bytes 8589934592 \
+      --auto-compaction-mode periodic --auto-compaction-retention 5m \
+      --log-level warn >"$OUT/$1.etcd-m$i.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    ETCD_PIDS+="${ETCD_PIDS:+ }$pid"
+  done
+  for i in 0 1 2; do
+    pid="$(echo "$ETCD_PIDS" | cut -d' ' -f$((i + 1)))"
+    wait_http "http://127.0.0.1:${clients[$i]}/health" '"true"' 60 "$pid" ||
+      die "$1: etcd member m$i did not become healthy; see $OUT/$1.etcd-m$i.log"
+  done
+  ETCD_PORTS="$(IFS=,; echo "${clients[*]}")"
 }
 connect_envoy() { # name -> SCIM_URL SCIM_TOKEN (a tenant and its SCIM connection via the admin API)
   "$PY" "$ROOT/envoy/bootstrap.py" --base "http://127.0.0.1:$LISTEN" --tenant bench \
@@ -420,6 +456,52 @@ if want envoy-etcd; then
   connect_envoy envoy-etcd
   scim_target envoy-etcd "$SCIM_URL" "$SCIM_TOKEN"
   stop_envoy envoy-etcd
+  stop "$ETCD_PID"
+fi
+
+if want envoy-etcd3; then
+  say "target: envoy-etcd3 (Envoy + scim-edge filter, etcd store on a three-member cluster)"
+  start_etcd_cluster envoy-etcd3
+  render_scim_envoy etcd "$ETCD_PORTS" envoy-etcd3
+  start_envoy envoy-etcd3
+  SERVER_PIDS="$ENVOY_PID" STORE_PIDS="$ETCD_PIDS"
+  connect_envoy envoy-etcd3
+  scim_target envoy-etcd3 "$SCIM_URL" "$SCIM_TOKEN"
+  stop_envoy envoy-etcd3
+  for p in $ETCD_PIDS; do stop "$p"; done
+fi
+
+if want edge; then
+  # The edge (README "Enforcement at the edge"): Envoy + the filter on etcd guarding /app/ with a
+  # trusted identity header. The same request to the demo upstream, guarded (warm cache: every
+  # worker has the caller) and not guarded (/public/, the filter only strips headers), side by
+  # side; and the store callouts one guarded request costs with a cold and a warm cache.
+  say "target: edge (Envoy + scim-edge on etcd: a guarded request with a warm cache vs the same request unguarded)"
+  start_etcd edge
+  EDGE_CONFIG=',"edge":{"identity":{"header":"x-demo-user"},"tenant":{"fixed":"bench"},"routes":[{"prefix":"/app/"}],"cacheTtlMs":1000}'
+  render_scim_envoy etcd "$ETCD_PORT" edge
+  EDGE_CONFIG=""
+  start_envoy edge
+  SERVER_PIDS="$ENVOY_PID" STORE_PIDS="$ETCD_PID"
+  connect_envoy edge # the tenant "bench" with its first administrator, admin@bench.example
+  CALLER="x-demo-user: admin@bench.example"
+  callouts() { curl -s "http://127.0.0.1:$ADMIN/stats?filter=scim_edge.store.callouts$" | awk -F': ' '{s += $2} END {print s + 0}'; }
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H "$CALLER" "http://127.0.0.1:$LISTEN/app/warmup")"
+  [[ $code == 200 ]] || FAILED+=("edge (a guarded request as the tenant's administrator got $code)")
+  sleep 1.2 # past the TTL: no worker has the caller
+  c0="$(callouts)"
+  curl -s -o /dev/null -H "$CALLER" "http://127.0.0.1:$LISTEN/app/cold"
+  c1="$(callouts)"
+  wrk_run edge.unguarded "http://127.0.0.1:$LISTEN/public/hello" ""
+  c2="$(callouts)"
+  wrk_run edge.guarded "http://127.0.0.1:$LISTEN/app/hello" "" "$CALLER"
+  c3="$(callouts)"
+  printf '{"cold_callouts": %s, "warm_callouts": %s}\n' "$((c1 - c0))" "$((c3 - c2))" >"$OUT/edge.ops.json"
+  say "edge: store callouts: cold request $((c1 - c0)), during the guarded wrk run $((c3 - c2))"
+  if [[ -f "$OUT/edge.guarded.wrk.txt" ]] && grep -q 'Non-2xx' "$OUT/edge.guarded.wrk.txt"; then
+    FAILED+=("edge (guarded requests refused: see $OUT/edge.guarded.wrk.txt)")
+  fi
+  stop_envoy edge
   stop "$ETCD_PID"
 fi
 

@@ -72,7 +72,7 @@ lints() {
   }
   lint cargo fmt --all --check
   lint cargo fmt --manifest-path fuzz/Cargo.toml --all --check
-  lint cargo clippy --quiet -p scim-edge-core --all-targets -- -D warnings
+  lint cargo clippy --quiet -p scim-edge-core -p scim-edge-etcd --all-targets -- -D warnings
   lint cargo clippy --quiet -p scim-edge-spin -p scim-edge-bench-noop --target wasm32-wasip2 -- -D warnings
   lint cargo clippy --quiet -p scim-edge-envoy -p scim-edge-bench-noop-filter --target wasm32-wasip1 -- -D warnings
   lint cargo clippy --quiet -p scim-edge-host-tests --all-targets -- -D warnings

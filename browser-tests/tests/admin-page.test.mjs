@@ -162,6 +162,14 @@ async function actAs(label) {
   return value;
 }
 
+/** Picks a role in a user's row and confirms the change (the page saves only on confirm). */
+async function setRole(userName, role) {
+  const row = userRow(userName);
+  await row.getByTestId('user-role').selectOption(role);
+  await row.getByTestId('user-role-apply').click();
+  await confirm(/From .* to /);
+}
+
 const click = (id) => afterLoad(() => byId(id).click());
 const choose = (id, value) => afterLoad(() => byId(id).selectOption(value));
 
@@ -362,8 +370,8 @@ test(`admin page through ${HOST} (${BASE}), tenant ${TENANT}`, async (t) => {
   });
 
   await step('raise the SCIM user to administrator from the page', async () => {
-    await userRow(entraName).getByTestId('user-role').selectOption('administrator');
-    await waitText(byId('notice'), /is now administrator/);
+    await setRole(entraName, 'administrator');
+    await waitText(byId('notice'), /is now Administrator/);
     await page.locator(`[data-testid="user-row"][data-user-name="${entraName}"][data-role="administrator"]`).waitFor();
     const { status, body } = await admin('GET', `tenants/${TENANT}/users/${entraId}`);
     assert.equal(status, 200);
@@ -421,13 +429,13 @@ test(`admin page through ${HOST} (${BASE}), tenant ${TENANT}`, async (t) => {
     await panelReady('scim');
     await openTab('users');
     await panelReady('users');
-    await userRow(bobName).getByTestId('user-role').selectOption('system_technician');
-    await waitText(byId('notice'), /is now system_technician/);
+    await setRole(bobName, 'system_technician');
+    await waitText(byId('notice'), /is now System Technician/);
 
     await actAs(bobName);
     await panelReady('users');
     await waitText(byId('acting-hint'), /system_technician/);
-    await userRow(ADMIN_USER).getByTestId('user-role').selectOption('user');
+    await setRole(ADMIN_USER, 'user');
     await expectErrorBanner(403);
     // The select goes back to what the server has.
     await page.waitForFunction(

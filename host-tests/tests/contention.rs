@@ -129,7 +129,12 @@ fn contended(kv: Arc<dyn KvBackend>, label: &str) -> anyhow::Result<usize> {
     let report = consistency::check(dump);
     println!("{label}: through the API: {api:?}\n{report}");
     let users = api?;
-    assert!(report.problems.is_empty(), "{report}");
+    // A request the store gave up on (503: compare-and-swap retries exhausted) may have stopped
+    // between its writes and left garbage — leftovers that change no answer, which the retry
+    // or a later write takes over. Never an error, and garbage only after a 503.
+    let gave_up = outcome.statuses.keys().any(|(_, status)| *status == 503);
+    let tolerated = |p: &&consistency::Problem| gave_up && p.severity() == consistency::Severity::Garbage;
+    assert!(report.problems.iter().all(|p| tolerated(&p)), "{report}");
     assert_eq!(report.users, users, "{report}");
     Ok(users)
 }

@@ -699,6 +699,72 @@ fn no_token_appears_in_envoys_log_or_in_etcd() {
     let (s, _) = call(e, "DELETE", &format!("{}/Users/{id}", third.base_path), Some(&third.token), None);
     assert_eq!(s, 204);
 
+    // A tenant person's sign-in link, session and anti-CSRF token (`sessions`): through Envoy
+    // the cookie reaches the filter and Set-Cookie reaches the browser; none of the three values
+    // is logged or stored.
+    let (s, u) = call(
+        e,
+        "POST",
+        &format!("{}/Users", third.base_path),
+        Some(&third.token),
+        Some(&user_body("admin@example.com")),
+    );
+    assert_eq!(s, 201, "{u}");
+    let admin_id = u["id"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        e,
+        "PATCH",
+        &format!("/admin/v1/tenants/secrets/users/{admin_id}"),
+        Some(ADMIN_TOKEN),
+        Some(&json!({"role": "administrator"})),
+    );
+    assert_eq!(s, 200);
+    let (s, link) = call(
+        e,
+        "POST",
+        "/admin/v1/tenants/secrets/sessions",
+        Some(ADMIN_TOKEN),
+        Some(&json!({"user": "admin@example.com"})),
+    );
+    assert_eq!(s, 201, "{link}");
+    let link_token = link["url"].as_str().unwrap().split_once("?t=").unwrap().1.to_owned();
+    secrets.push(link_token.clone());
+    secrets.push(link_token[4 + 32..].to_owned());
+    let with = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut b = http::Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        e.send(&b.body(bytes::Bytes::new()).unwrap())
+    };
+    let html = ("accept", "text/html");
+    let res = with("GET", &format!("/admin/v1/sign-in?t={link_token}"), &[html]);
+    assert_eq!((res.status().as_u16(), res.headers()["location"].to_str().unwrap()), (303, "/admin/"));
+    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    secrets.push(cookie.split_once('.').unwrap().1.to_owned());
+    let res = with("GET", "/admin/v1/session", &[("cookie", &cookie)]);
+    assert_eq!(res.status().as_u16(), 200);
+    let who: Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(who["user"]["userName"], "admin@example.com");
+    let csrf = who["csrfToken"].as_str().unwrap().to_owned();
+    secrets.push(csrf.clone());
+    let res = with("GET", "/admin/v1/tenants/secrets/users", &[("cookie", &cookie)]);
+    assert_eq!(res.status().as_u16(), 200);
+    let res = with("GET", &format!("/admin/v1/sign-in?t={link_token}"), &[html]);
+    assert_eq!(res.headers()["location"].to_str().unwrap(), "/admin/#/link/used");
+    let res = with("DELETE", "/admin/v1/session", &[("cookie", &cookie)]);
+    assert_eq!(res.status().as_u16(), 403, "signing out needs the anti-CSRF token");
+    let res = with("DELETE", "/admin/v1/session", &[("cookie", &cookie), ("x-csrf-token", &csrf)]);
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let res = with("GET", "/admin/v1/session", &[("cookie", &cookie)]);
+    assert_eq!(res.status().as_u16(), 401, "signed out");
+    // Signed out, the session is deleted: its link is unknown now.
+    let res = with("GET", &format!("/admin/v1/sign-in?t={link_token}"), &[html]);
+    assert_eq!(res.headers()["location"].to_str().unwrap(), "/admin/#/link/invalid");
+
     // The search itself finds a token, whole or cut short.
     let cut = &third.token[20..50];
     assert_eq!(

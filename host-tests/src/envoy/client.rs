@@ -42,7 +42,7 @@ pub fn send(addr: SocketAddr, req: &http::Request<Bytes>) -> io::Result<http::Re
     let sent =
         stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).and_then(|()| stream.flush());
     let mut raw = Vec::new();
-    let read = stream.read_to_end(&mut raw);
+    let read = read_response(&mut stream, &mut raw);
     // A server may answer (e.g. 413) and close before it has read the whole body; then the
     // write or the read fails, but its answer is what the test wants.
     if raw.is_empty() {
@@ -50,6 +50,38 @@ pub fn send(addr: SocketAddr, req: &http::Request<Bytes>) -> io::Result<http::Re
         read?;
     }
     parse_response(&raw)
+}
+
+/// Reads until the response is complete (by its `content-length` or final chunk) or the
+/// server closes: a server that keeps the connection open a while after a complete response
+/// (Envoy's delayed close after some local replies, up to 1 s) does not slow the client down.
+fn read_response(stream: &mut TcpStream, raw: &mut Vec<u8>) -> io::Result<()> {
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(end) = find(raw, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let body = &raw[end + 4..];
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let chunked = head.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+            match (length, chunked) {
+                (Some(n), false) if body.len() >= n => return Ok(()),
+                (_, true)
+                    if find(body, b"0\r\n\r\n").is_some_and(|i| i == 0 || body[..i].ends_with(b"\r\n")) =>
+                {
+                    return Ok(())
+                }
+                _ => {}
+            }
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
 }
 
 fn parse_response(raw: &[u8]) -> io::Result<http::Response<Bytes>> {

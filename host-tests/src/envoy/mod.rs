@@ -129,13 +129,19 @@ pub fn admin_token_sha256() -> String {
     hex::encode(Sha256::digest(ADMIN_TOKEN.as_bytes()))
 }
 
-/// Plugin configuration for the etcd store.
+/// Plugin configuration for the etcd store of one member: a failed call is not retried past
+/// the callout timeout (`deadlineMs` = `timeoutMs`), so an outage is answered within it.
 pub fn etcd_config(etcd_port: u16, timeout_ms: u64) -> String {
+    etcd_cluster_config(etcd_port, timeout_ms, timeout_ms)
+}
+
+/// Plugin configuration for the etcd store with retries until `deadline_ms`.
+pub fn etcd_cluster_config(authority_port: u16, timeout_ms: u64, deadline_ms: u64) -> String {
     serde_json::json!({
         // The rate limit (on by default) only where a test turns it on: the suites send bursts.
         "scim": {"adminTokenSha256": admin_token_sha256(), "rateLimit": null},
-        "store": {"type": "etcd", "cluster": "etcd", "authority": format!("127.0.0.1:{etcd_port}"),
-                  "prefix": PREFIX, "timeoutMs": timeout_ms}
+        "store": {"type": "etcd", "cluster": "etcd", "authority": format!("127.0.0.1:{authority_port}"),
+                  "prefix": PREFIX, "timeoutMs": timeout_ms, "deadlineMs": deadline_ms}
     })
     .to_string()
 }
@@ -195,6 +201,11 @@ pub struct Stack {
     /// Keys put into the plugin configuration's `scim` object (the core's `Config`) over the
     /// admin token hash, e.g. limits or `rateLimit`.
     scim_extra: serde_json::Map<String, Value>,
+    /// The plugin configuration's `edge` section (`Value::Null`: none).
+    edge: Value,
+    /// HTTP filters (YAML list items, indented as in the template) put before the wasm filter,
+    /// e.g. `jwt_authn`.
+    filters_before: String,
     pub dir: TempDir,
 }
 
@@ -213,7 +224,31 @@ impl Stack {
         Stack::start_full(store, envoys, filter_wasm(), 2000, scim_extra)
     }
 
+    /// [`Stack::start`] with an `edge` section in the plugin configuration and `filters_before`
+    /// (YAML) in front of the wasm filter; `scim_extra` as in [`Stack::start_with_scim`].
+    pub fn start_edge(
+        store: StoreKind,
+        envoys: usize,
+        scim_extra: Value,
+        edge: Value,
+        filters_before: &str,
+    ) -> Stack {
+        Stack::start_all(store, envoys, filter_wasm(), 2000, scim_extra, edge, filters_before)
+    }
+
     fn start_full(store: StoreKind, envoys: usize, wasm: &Path, timeout_ms: u64, scim_extra: Value) -> Stack {
+        Stack::start_all(store, envoys, wasm, timeout_ms, scim_extra, Value::Null, "")
+    }
+
+    fn start_all(
+        store: StoreKind,
+        envoys: usize,
+        wasm: &Path,
+        timeout_ms: u64,
+        scim_extra: Value,
+        edge: Value,
+        filters_before: &str,
+    ) -> Stack {
         let scim_extra = match scim_extra {
             Value::Null => serde_json::Map::new(),
             Value::Object(map) => map,
@@ -232,6 +267,8 @@ impl Stack {
             timeout_ms,
             wasm: wasm.to_owned(),
             scim_extra,
+            edge,
+            filters_before: filters_before.to_owned(),
             dir,
         };
         for _ in 0..envoys {
@@ -245,12 +282,15 @@ impl Stack {
             Some(etcd) => etcd_config(etcd.client_port, self.timeout_ms),
             None => shared_data_config(),
         };
-        if self.scim_extra.is_empty() {
+        if self.scim_extra.is_empty() && self.edge.is_null() {
             return config;
         }
         let mut config: Value = serde_json::from_str(&config).expect("the plugin configuration is JSON");
         for (key, value) in &self.scim_extra {
             config["scim"][key] = value.clone();
+        }
+        if !self.edge.is_null() {
+            config["edge"] = self.edge.clone();
         }
         config.to_string()
     }
@@ -259,7 +299,13 @@ impl Stack {
     pub fn add_envoy(&mut self) -> &Envoy {
         let ports = Envoy::fresh_ports();
         let etcd_port = self.etcd.as_ref().map_or(1, |e| e.client_port);
-        let yaml = procs::render_config(ports, self.echo.port, etcd_port, &self.wasm, &self.plugin_config());
+        let mut yaml =
+            procs::render_config(ports, self.echo.port, etcd_port, &self.wasm, &self.plugin_config());
+        if !self.filters_before.is_empty() {
+            const WASM_FILTER: &str = "          - name: envoy.filters.http.wasm\n";
+            assert_eq!(yaml.matches(WASM_FILTER).count(), 1, "the template has one wasm filter");
+            yaml = yaml.replacen(WASM_FILTER, &format!("{}{WASM_FILTER}", self.filters_before), 1);
+        }
         let name = format!("envoy{}", self.envoys.len());
         self.envoys.push(Envoy::start(&self.dir.0, &name, &yaml, ports));
         self.envoys.last().expect("just pushed")

@@ -39,19 +39,53 @@ pub struct Etcd {
     peer_port: u16,
     data_dir: PathBuf,
     log: PathBuf,
+    pub name: String,
+    /// `--initial-cluster` (this member alone, or every member of a cluster).
+    initial_cluster: String,
+    extra_args: Vec<String>,
 }
 
 impl Etcd {
     pub fn start(dir: &Path) -> Etcd {
+        let peer_port = free_port();
         let mut etcd = Etcd {
             child: None,
             client_port: free_port(),
-            peer_port: free_port(),
+            peer_port,
             data_dir: dir.join("etcd-data"),
             log: dir.join("etcd.log"),
+            name: "e2e".into(),
+            initial_cluster: format!("e2e=http://127.0.0.1:{peer_port}"),
+            extra_args: Vec::new(),
         };
         etcd.spawn();
         etcd
+    }
+
+    /// The OS process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `/v3/maintenance/status`: (this member's id, the leader's id as it sees it), or None
+    /// when it does not answer.
+    pub fn status(&self) -> Option<(String, String)> {
+        let req = http::Request::post("/v3/maintenance/status").body(Bytes::from_static(b"{}")).ok()?;
+        let res = client::send(self.addr(), &req).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(res.body()).ok()?;
+        let me = v["header"]["member_id"].as_str()?.to_owned();
+        let leader = v["leader"].as_str()?.to_owned();
+        Some((me, leader))
+    }
+
+    /// etcd's `/health` says true.
+    pub fn healthy(&self) -> bool {
+        get(self.addr(), "/health")
+            .is_some_and(|r| r.status() == 200 && String::from_utf8_lossy(r.body()).contains("true"))
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -59,20 +93,30 @@ impl Etcd {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_healthy();
+    }
+
+    fn spawn_process(&mut self) {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(&bins().etcd)
-            .args(["--name", "e2e", "--data-dir"])
+            .args(["--name", &self.name, "--data-dir"])
             .arg(&self.data_dir)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("e2e={peer}"), "--log-level", "warn"])
+            .args(["--initial-cluster", &self.initial_cluster, "--log-level", "warn"])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log_file(&self.log))
             .stderr(log_file(&self.log))
             .spawn()
             .expect("start etcd");
         self.child = Some(child);
+    }
+
+    /// Waits until `/health` says true (for a cluster member: once the cluster has a leader).
+    fn wait_healthy(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -183,6 +227,92 @@ impl Drop for Etcd {
     }
 }
 
+/// A cluster of etcd members on loopback, each with its own ports, data and log
+/// (`dir/etcd-{name}.log`).
+pub struct EtcdCluster {
+    pub members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members (`m0`, `m1`, …) with `extra_args` (e.g. `--heartbeat-interval`) and
+    /// waits until every one is healthy (the cluster elected a leader).
+    pub fn start(dir: &Path, n: usize, extra_args: &[&str]) -> EtcdCluster {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Etcd> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(client_port, peer_port))| Etcd {
+                child: None,
+                client_port,
+                peer_port,
+                data_dir: dir.join(format!("etcd-m{i}")),
+                log: dir.join(format!("etcd-m{i}.log")),
+                name: format!("m{i}"),
+                initial_cluster: initial_cluster.clone(),
+                extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+            })
+            .collect();
+        for m in &mut members {
+            m.spawn_process();
+        }
+        for m in &mut members {
+            m.wait_healthy();
+        }
+        EtcdCluster { members }
+    }
+
+    pub fn client_ports(&self) -> Vec<u16> {
+        self.members.iter().map(|m| m.client_port).collect()
+    }
+
+    /// The index of the member every running member agrees is the leader, once they do.
+    pub fn leader(&self) -> usize {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            let seen: Vec<(String, String)> =
+                self.members.iter().filter(|m| m.is_running()).filter_map(Etcd::status).collect();
+            if let Some((_, leader)) = seen.first() {
+                if leader != "0" && seen.iter().all(|(_, l)| l == leader) {
+                    if let Some(i) = self
+                        .members
+                        .iter()
+                        .position(|m| m.is_running() && m.status().is_some_and(|(me, _)| &me == leader))
+                    {
+                        return i;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the etcd members did not agree on a leader");
+    }
+
+    /// Restarts member `i` (killed before) on its ports and data, and waits until it is healthy.
+    pub fn restart(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        m.kill();
+        m.spawn();
+    }
+
+    /// Waits until every running member is healthy.
+    pub fn wait_all_healthy(&self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.members.iter().all(Etcd::healthy) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("not every etcd member became healthy");
+    }
+}
+
 /// The ports one Envoy listens on.
 #[derive(Clone, Copy, Debug)]
 pub struct EnvoyPorts {
@@ -200,11 +330,33 @@ pub struct Envoy {
     pub log: PathBuf,
 }
 
-/// Renders `envoy/envoy.yaml.tmpl`.
+/// Renders `envoy/envoy.yaml.tmpl` for one etcd member.
 pub fn render_config(
     ports: EnvoyPorts,
     upstream_port: u16,
     etcd_port: u16,
+    wasm: &Path,
+    plugin_config: &str,
+) -> String {
+    render_config_members(ports, upstream_port, &[etcd_port], wasm, plugin_config)
+}
+
+/// The `@ETCD_ENDPOINTS@` of `envoy/envoy.yaml.tmpl`: one flow-style endpoint per member.
+pub fn etcd_endpoints(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            format!("{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}}}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Renders `envoy/envoy.yaml.tmpl` with the etcd cluster of these members' client ports.
+pub fn render_config_members(
+    ports: EnvoyPorts,
+    upstream_port: u16,
+    etcd_ports: &[u16],
     wasm: &Path,
     plugin_config: &str,
 ) -> String {
@@ -216,7 +368,7 @@ pub fn render_config(
         .replace("@DEMO_UPSTREAM_PORT@", &ports.demo.to_string())
         .replace("@UPSTREAM_PORT@", &upstream_port.to_string())
         .replace("@ADMIN_PORT@", &ports.admin.to_string())
-        .replace("@ETCD_PORT@", &etcd_port.to_string())
+        .replace("@ETCD_ENDPOINTS@", &etcd_endpoints(etcd_ports))
         .replace("@WASM_PATH@", &wasm.display().to_string())
         .replace("@PLUGIN_CONFIG@", plugin_config)
 }

@@ -18,7 +18,7 @@ use crate::router::{param, query_params, AdminEndpoint, SCIM_PREFIX};
 use crate::service::{json_body, json_response};
 use crate::tenants::{self, Tenant, TenantUpdate};
 use crate::users::{self, UserRecord};
-use crate::{auth, blocks, counters, index, keys, list, Env, Store};
+use crate::{auth, blocks, counters, groups, index, keys, list, sessions, Env, Store};
 
 pub const ACTING_USER_HEADER: &str = "x-acting-user";
 
@@ -61,6 +61,8 @@ impl Acting {
 struct Note {
     operation: &'static str,
     target_name: Option<String>,
+    /// The target when the route does not name it (a minted link's id).
+    target: Option<String>,
     /// A second entry the change writes, same actor and target (`user.remove` → `user.block`).
     then: Option<&'static str>,
 }
@@ -76,18 +78,66 @@ pub async fn handle<S: Store>(
             "the admin API is off: configure adminTokenSha256 (the SHA-256 of an admin token) to enable it",
         ));
     };
-    if !auth::bearer(req.headers()).is_some_and(|t| auth::token_matches(t, expected)) {
-        return Err(ScimError::unauthorized("missing or invalid admin bearer token"));
+    let secure = public_base.starts_with("https://");
+    if endpoint == AdminEndpoint::SignIn {
+        return sign_in(req, env, secure).await;
     }
-    let acting_id = match req.headers().get(ACTING_USER_HEADER) {
-        None => None,
-        Some(v) => Some(
+    // The operator's token, or else a tenant person's browser session (`crate::sessions`).
+    let session = match auth::bearer(req.headers()) {
+        Some(t) if auth::token_matches(t, expected) => None,
+        Some(_) => return Err(ScimError::unauthorized("missing or invalid admin bearer token")),
+        None => match sessions::cookie(req.headers()) {
+            None => {
+                return Err(ScimError::unauthorized(
+                    "missing or invalid admin bearer token (or browser session: open a sign-in link)",
+                ))
+            }
+            Some(value) => match sessions::authenticate(env, value).await {
+                Ok(current) => Some(current),
+                Err(ended) => {
+                    // The browser forgets the dead session.
+                    let mut res = ended.error.into_response();
+                    if let Ok(v) = http::HeaderValue::from_str(&sessions::clear_cookie(secure)) {
+                        res.headers_mut().append(http::header::SET_COOKIE, v);
+                    }
+                    return Ok(res);
+                }
+            },
+        },
+    };
+    let method = req.method();
+    if let Some(current) = &session {
+        current.check_csrf(method, req.headers())?;
+        match endpoint {
+            AdminEndpoint::CurrentSession => return current_session(env, current, method, secure).await,
+            AdminEndpoint::Tenants | AdminEndpoint::Sessions(_) | AdminEndpoint::Session(..) => {
+                return Err(ScimError::forbidden(
+                    "this is an operator action: a signed-in tenant session cannot do it",
+                ))
+            }
+            _ if endpoint.tenant().is_some_and(|t| t != current.record.tenant) => {
+                return Err(ScimError::forbidden(format!(
+                    "this session is signed in to tenant {:?} only",
+                    current.record.tenant
+                )));
+            }
+            _ => {}
+        }
+    } else if endpoint == AdminEndpoint::CurrentSession {
+        return Err(ScimError::not_found(
+            "no browser session: /admin/v1/session is the session of a browser signed in with a sign-in link",
+        ));
+    }
+    // A session acts as its user, whatever X-Acting-User says.
+    let acting_id = match (&session, req.headers().get(ACTING_USER_HEADER)) {
+        (Some(current), _) => Some(current.user.id.as_str()),
+        (None, None) => None,
+        (None, Some(v)) => Some(
             v.to_str()
                 .map(str::trim)
                 .map_err(|_| ScimError::invalid_value("X-Acting-User must be a user id (32 hex digits)"))?,
         ),
     };
-    let method = req.method();
     let tenant = match endpoint {
         AdminEndpoint::Roles => {
             get_only(method)?;
@@ -108,26 +158,22 @@ pub async fn handle<S: Store>(
             }
             return Ok(json_response(StatusCode::OK, &json!({ "tenants": out })));
         }
-        AdminEndpoint::Unknown => {
-            return Err(ScimError::not_found(
+        _ => endpoint.tenant().ok_or_else(|| {
+            ScimError::not_found(
                 "unknown admin endpoint; see /admin/v1/tenants, /admin/v1/tenants/{tenant}, \
-                 …/{tenant}/scim, …/{tenant}/users, …/{tenant}/blocks, …/{tenant}/log and /admin/v1/roles",
-            ))
-        }
-        AdminEndpoint::Tenant(t)
-        | AdminEndpoint::ScimConnection(t)
-        | AdminEndpoint::Users(t)
-        | AdminEndpoint::User(t, _)
-        | AdminEndpoint::Blocks(t)
-        | AdminEndpoint::Block(t, _)
-        | AdminEndpoint::Log(t) => t,
+                 …/{tenant}/scim, …/{tenant}/users, …/{tenant}/blocks, …/{tenant}/log, …/{tenant}/sessions \
+                 and /admin/v1/roles",
+            )
+        })?,
     };
     let existing = tenants::get(env, tenant).await?;
     let change = change_of(&endpoint, method);
-    let acting = match (acting_id, &existing) {
-        (None, _) => Ok(Acting::Operator),
-        (Some(id), Some(_)) => acting_user(env, tenant, id).await,
-        (Some(_), None) => Err(ScimError::not_found(format!("tenant {tenant:?} does not exist"))),
+    let acting = match (&session, acting_id, &existing) {
+        // Authenticated just now, with the user as of this request.
+        (Some(current), _, _) => Ok(Acting::User(current.user.clone())),
+        (None, None, _) => Ok(Acting::Operator),
+        (None, Some(id), Some(_)) => acting_user(env, tenant, id).await,
+        (None, Some(_), None) => Err(ScimError::not_found(format!("tenant {tenant:?} does not exist"))),
     };
     let (actor, result) = match acting {
         Ok(acting) => {
@@ -162,7 +208,11 @@ pub async fn handle<S: Store>(
                 actor,
                 operation: note.as_ref().map_or(operation, |n| n.operation),
                 resource_type,
-                target: target.map(str::to_owned).or_else(|| Some(tenant.to_owned())),
+                target: note
+                    .as_ref()
+                    .and_then(|n| n.target.clone())
+                    .or_else(|| target.map(str::to_owned))
+                    .or_else(|| Some(tenant.to_owned())),
                 target_name: note.and_then(|n| n.target_name),
                 status,
                 detail,
@@ -178,6 +228,148 @@ pub async fn handle<S: Store>(
     result
 }
 
+/// `GET /admin/v1/sign-in?t=…`: a browser opens a sign-in link. Signed in, it is sent to the
+/// page with the session cookie; refused, a browser is sent to the page with the reason
+/// (`/admin/#/link/{expired|used|invalid|refused}`) and any other client gets 401.
+async fn sign_in<S: Store>(
+    req: &http::Request<Bytes>,
+    env: &Env<'_, S>,
+    secure: bool,
+) -> ScimResult<http::Response<Bytes>> {
+    get_only(req.method())?;
+    let params = query_params(req.uri().query());
+    let token = param(&params, "t").unwrap_or_default();
+    let browser = req
+        .headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")));
+    let event =
+        |actor, operation, id: &str, rec: &sessions::Session, status: StatusCode, detail| log::Event {
+            actor,
+            operation,
+            resource_type: "Session",
+            target: Some(id.to_owned()),
+            target_name: Some(rec.user_name.clone()),
+            status: status.as_u16(),
+            detail,
+        };
+    match sessions::redeem(env, token).await {
+        Ok(signed) => {
+            let e = event(
+                signed.record.actor(),
+                "session.start",
+                &signed.id,
+                &signed.record,
+                StatusCode::SEE_OTHER,
+                Some(format!(
+                    "signed in with sign-in link {} as {:?}",
+                    signed.id,
+                    signed.record.role.clone().unwrap_or_default()
+                )),
+            );
+            let _ = log::append(env, &signed.record.tenant, e).await;
+            let max_age = env.config.sessions.absolute_timeout_seconds;
+            let mut res = redirect(crate::page::PAGE_PATH);
+            if let Ok(v) =
+                http::HeaderValue::from_str(&sessions::set_cookie(&signed.cookie_value, max_age, secure))
+            {
+                res.headers_mut().append(http::header::SET_COOKIE, v);
+            }
+            Ok(res)
+        }
+        Err(sessions::ScimRefused::Error(e)) => Err(e),
+        Err(sessions::ScimRefused::Link(refused)) => {
+            let detail = refused.refusal.detail();
+            if let Some((id, rec)) = refused.known.as_deref() {
+                let e = event(
+                    Actor::Operator,
+                    "session.refused",
+                    id,
+                    rec,
+                    StatusCode::UNAUTHORIZED,
+                    Some(format!("sign-in refused: {detail}")),
+                );
+                let _ = log::append(env, &rec.tenant, e).await;
+            }
+            if browser {
+                Ok(redirect(&format!("{}#/link/{}", crate::page::PAGE_PATH, refused.refusal.code())))
+            } else {
+                Err(ScimError::unauthorized(detail))
+            }
+        }
+    }
+}
+
+/// 303 to `location`, not cached, no referrer (the link's token is in this request's URL).
+fn redirect(location: &str) -> http::Response<Bytes> {
+    let mut res = http::Response::new(Bytes::new());
+    *res.status_mut() = StatusCode::SEE_OTHER;
+    let h = res.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(location) {
+        h.insert(http::header::LOCATION, v);
+    }
+    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    h.insert(http::header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
+    res
+}
+
+/// `/admin/v1/session`: `GET` who is signed in (with the anti-CSRF token), `DELETE` signs out.
+async fn current_session<S: Store>(
+    env: &Env<'_, S>,
+    current: &sessions::Current,
+    method: &Method,
+    secure: bool,
+) -> ScimResult<http::Response<Bytes>> {
+    let rec = &current.record;
+    match *method {
+        Method::GET => {
+            let name = tenants::get(env, &rec.tenant).await?.map(|(t, _)| t.name);
+            let limits = &env.config.sessions;
+            let perms: Vec<&str> = roles::permissions(&current.user.role).iter().map(|p| p.name()).collect();
+            let body = json!({
+                "id": current.id,
+                "tenant": rec.tenant,
+                "tenantName": name,
+                "user": {
+                    "id": current.user.id,
+                    "userName": current.user.user_name(),
+                    "displayName": current.user.display_name(),
+                },
+                "role": current.user.role,
+                "permissions": perms,
+                "csrfToken": current.csrf,
+                "expiresAt": crate::time::rfc3339(rec.expires_ms),
+                "idleTimeoutSeconds": limits.idle_timeout_seconds,
+                "returnUrl": rec.return_url,
+            });
+            let mut res = json_response(StatusCode::OK, &body);
+            res.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            Ok(res)
+        }
+        Method::DELETE => {
+            env.store.delete(&keys::session(&current.id), crate::Condition::Any).await?;
+            let event = log::Event {
+                actor: rec.actor(),
+                operation: "session.end",
+                resource_type: "Session",
+                target: Some(current.id.clone()),
+                target_name: Some(rec.user_name.clone()),
+                status: StatusCode::OK.as_u16(),
+                detail: Some("signed out".into()),
+            };
+            let _ = log::append(env, &rec.tenant, event).await;
+            let mut res =
+                json_response(StatusCode::OK, &json!({"signedOut": true, "returnUrl": rec.return_url}));
+            if let Ok(v) = http::HeaderValue::from_str(&sessions::clear_cookie(secure)) {
+                res.headers_mut().append(http::header::SET_COOKIE, v);
+            }
+            Ok(res)
+        }
+        _ => Err(ScimError::method_not_allowed("GET, DELETE")),
+    }
+}
+
 /// The change a call makes, for the log: (operation, resource type, target id).
 fn change_of<'a>(
     endpoint: &AdminEndpoint<'a>,
@@ -190,6 +382,8 @@ fn change_of<'a>(
         (AdminEndpoint::User(_, id), "PATCH") => ("user.role", "User", Some(*id)),
         (AdminEndpoint::User(_, id), "DELETE") => ("user.remove", "User", Some(*id)),
         (AdminEndpoint::Block(_, id), "DELETE") => ("user.unblock", "User", Some(*id)),
+        (AdminEndpoint::Sessions(_), "POST") => ("session.link", "Session", None),
+        (AdminEndpoint::Session(_, id), "DELETE") => ("session.revoke", "Session", Some(*id)),
         _ => return None,
     })
 }
@@ -223,7 +417,12 @@ fn with_note(
     operation: &'static str,
     target_name: Option<&str>,
 ) -> http::Response<Bytes> {
-    res.extensions_mut().insert(Note { operation, target_name: target_name.map(str::to_owned), then: None });
+    res.extensions_mut().insert(Note {
+        operation,
+        target_name: target_name.map(str::to_owned),
+        target: None,
+        then: None,
+    });
     res
 }
 
@@ -324,7 +523,20 @@ async fn tenant_call<S: Store>(
             Method::GET => {
                 acting.require(Permission::ViewUsers, "viewing users")?;
                 let (u, _) = users::load(env, t, id).await?.ok_or_else(|| user_not_found(id))?;
-                Ok(json_response(StatusCode::OK, &user_json(&u)))
+                // One user: also its attributes as the SCIM client sent them, and its groups.
+                let mut body = user_json(&u);
+                let mut in_groups = Vec::new();
+                for g in groups::of_user(env, t, id).await? {
+                    let name = groups::load(env, t, &g)
+                        .await?
+                        .and_then(|(r, _)| r.display_name().map(str::to_owned));
+                    in_groups.push(json!({"id": g, "displayName": name}));
+                }
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert("attributes".into(), Value::Object(u.attributes.clone()));
+                    obj.insert("groups".into(), Value::Array(in_groups));
+                }
+                Ok(json_response(StatusCode::OK, &body))
             }
             Method::PATCH => {
                 acting.require(Permission::ManageUsers, "changing a user's role")?;
@@ -389,9 +601,106 @@ async fn tenant_call<S: Store>(
             acting.require(Permission::ViewUsers, "viewing the provisioning log")?;
             read_log(env, t, req.uri().query()).await
         }
-        AdminEndpoint::Tenants | AdminEndpoint::Roles | AdminEndpoint::Unknown => {
-            Err(ScimError::not_found("unknown admin endpoint"))
+        AdminEndpoint::Groups(t) => {
+            get_only(method)?;
+            acting.require(Permission::ViewUsers, "viewing groups")?;
+            let (start, count) = paging(env, &query_params(req.uri().query()), 50)?;
+            let total = list::len(env, t, &keys::List::Groups).await?;
+            let mut out = Vec::new();
+            for id in list::page(env, t, &keys::List::Groups, start, count).await? {
+                if let Some((g, _)) = groups::load(env, t, &id).await? {
+                    let members = list::len(env, t, &keys::List::Members(id.clone())).await?;
+                    out.push(
+                        json!({"id": id, "displayName": g.display_name(), "externalId": g.external_id(),
+                                    "members": members, "lastModified": g.last_modified}),
+                    );
+                }
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"totalResults": total, "startIndex": start + 1, "itemsPerPage": out.len(), "groups": out}),
+            ))
         }
+        AdminEndpoint::Group(t, id) => {
+            get_only(method)?;
+            acting.require(Permission::ViewUsers, "viewing groups")?;
+            let (g, _) = groups::load(env, t, id).await?.ok_or_else(|| {
+                ScimError::not_found(format!("group {:?} not found", id.chars().take(64).collect::<String>()))
+            })?;
+            let (start, count) = paging(env, &query_params(req.uri().query()), 50)?;
+            let members = keys::List::Members(id.to_owned());
+            let total = list::len(env, t, &members).await?;
+            let mut out = Vec::new();
+            for uid in list::page(env, t, &members, start, count).await? {
+                if let Some((u, _)) = users::load(env, t, &uid).await? {
+                    out.push(json!({"id": u.id, "userName": u.user_name(), "displayName": u.display_name(),
+                                    "state": if u.state.is_active() { "active" } else { "disabled" }}));
+                }
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"id": id, "displayName": g.display_name(), "externalId": g.external_id(),
+                        "totalResults": total, "startIndex": start + 1, "itemsPerPage": out.len(), "members": out}),
+            ))
+        }
+        AdminEndpoint::Sessions(t) => {
+            if method != Method::POST {
+                return Err(ScimError::method_not_allowed("POST"));
+            }
+            let Acting::Operator = acting else {
+                return Err(ScimError::forbidden(
+                    "minting a sign-in link is an operator action: call without X-Acting-User",
+                ));
+            };
+            let request = sessions::link_request(env, t, &json_body(req)?).await?;
+            let link = sessions::mint(env, t, request).await?;
+            let url = format!("{public_base}{}?t={}", sessions::SIGN_IN_PATH, link.token);
+            let body = json!({
+                "id": link.id,
+                "url": url,
+                "expiresAt": crate::time::rfc3339(link.record.link_expires_ms),
+                "user": link.record.user,
+                "userName": link.record.user_name,
+            });
+            let mut res = with_note(
+                json_response(StatusCode::CREATED, &body),
+                "session.link",
+                Some(&link.record.user_name),
+            );
+            if let Some(note) = res.extensions_mut().get_mut::<Note>() {
+                note.target = Some(link.id);
+            }
+            Ok(res)
+        }
+        AdminEndpoint::Session(t, id) => {
+            let Acting::Operator = acting else {
+                return Err(ScimError::forbidden(
+                    "sign-in links and sessions are the operator's: call without X-Acting-User",
+                ));
+            };
+            let missing = || {
+                ScimError::not_found(format!(
+                    "tenant {t:?} has no sign-in link or session {:?}",
+                    id.chars().take(64).collect::<String>()
+                ))
+            };
+            match *method {
+                Method::GET => {
+                    let (s, _) = sessions::get(env, t, id).await?.ok_or_else(missing)?;
+                    Ok(json_response(StatusCode::OK, &sessions::json(&env.config.sessions, id, &s)))
+                }
+                Method::DELETE => {
+                    let s = sessions::revoke(env, t, id).await?.ok_or_else(missing)?;
+                    Ok(with_note(no_content(), "session.revoke", Some(&s.user_name)))
+                }
+                _ => Err(ScimError::method_not_allowed("GET, DELETE")),
+            }
+        }
+        AdminEndpoint::Tenants
+        | AdminEndpoint::Roles
+        | AdminEndpoint::Unknown
+        | AdminEndpoint::SignIn
+        | AdminEndpoint::CurrentSession => Err(ScimError::not_found("unknown admin endpoint")),
     }
 }
 
@@ -677,6 +986,9 @@ async fn read_log<S: Store>(
         actor: text("actor"),
         target: text("target"),
         resource_type: text("resourceType"),
+        user: text("user"),
+        since: text("since"),
+        until: text("until"),
     };
     let page = log::page(env, t, cursor, count, &filter).await?;
     Ok(json_response(

@@ -4,18 +4,27 @@
 //! The product guide's urgent removal ("manually remove them from the Users page") was undone
 //! by Entra's next cycle that touched the user: its PATCH got 404 and Entra created the user
 //! again with POST, or its match-before-create found nothing and POSTed. So a removal through
-//! the admin API leaves a **block** on the identity — its `userName` (case-insensitively), its
-//! `externalId` and its old SCIM id — and SCIM cannot create, replace or patch (re-enable) it
-//! until an administrator lifts the block, or Entra hard-deletes the user (`DELETE` of the old
-//! id), which lifts it too.
+//! the admin API leaves a **block** on the identity — its old SCIM id, its `userName`
+//! (case-insensitively) and, where the configuration makes `externalId` unique, its
+//! `externalId` — and SCIM cannot create, replace or patch (re-enable) it until an
+//! administrator lifts the block, or Entra hard-deletes the user (`DELETE` of the old id),
+//! which lifts it too.
+//!
+//! Why the `externalId` only when it is unique (`uniqueness.externalId`): by default two people
+//! may share one (RFC 7643 gives it no uniqueness; Entra fills it from `mailNickname`). A block
+//! on a shared value would refuse the *other* person — a create under another `userName` with
+//! the same `externalId` is, by default, another person. Entra itself does not need it: after a
+//! removal it keeps the user's id and sends PATCH (blocked by id), and its match-before-create
+//! queries the matching attribute, `userName` by default (blocked by name).
 //!
 //! Layout (`crate::keys`): the block record `block/{id}`, listed in the tenant's `blocks` list
 //! for the admin API. The `userName`'s unique index entry is not released by the removal: it
 //! stays, pointing at the removed id, so a create's existing `userName` read finds the block
 //! without another round trip, and no claim can take the name over (`index::claim` asks
-//! [`get`] before taking over an entry whose record is gone). The `externalId` has its own key
-//! `block/externalId/{value}` → id: one read per create that carries an `externalId` (the
-//! `externalId` index is not unique, so it cannot carry the block).
+//! [`get`] before taking over an entry whose record is gone). A blocked `externalId`
+//! ([`Block::external_id_blocked`]) has its own key `block/externalId/{value}` → id: one read
+//! per create that carries an `externalId`, only where `externalId` is unique (the `externalId`
+//! index holds several ids, so it cannot carry the block).
 //!
 //! Order of writes, so that an outage at any point never lets the person back in without the
 //! block: a removal writes the block (record, `externalId` key, list) before it deletes the
@@ -44,6 +53,15 @@ pub struct Block {
     /// RFC 3339.
     pub blocked_at: String,
     pub blocked_by: Actor,
+    /// Whether the block also refuses its `externalId` (and holds its key): the configuration
+    /// made `externalId` unique when it was placed (see the module doc). Blocks written before
+    /// this field existed held the key.
+    #[serde(default = "held_before_the_field")]
+    pub external_id_blocked: bool,
+}
+
+fn held_before_the_field() -> bool {
+    true
 }
 
 impl Block {
@@ -79,28 +97,35 @@ pub async fn get<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<Op
     Ok(get_json::<S, Block>(env.store, &keys::block(t, id)).await?.map(|(b, _)| b))
 }
 
-/// The block on `external_id`, if any: one read, two when there is one.
+/// The block on `external_id`, if any: one read, two when there is one. Only where the
+/// configuration makes `externalId` unique; otherwise no block covers it (and no read).
 pub async fn on_external_id<S: Store>(
     env: &Env<'_, S>,
     t: &str,
     external_id: &str,
 ) -> ScimResult<Option<Block>> {
+    if !env.config.uniqueness.external_id {
+        return Ok(None);
+    }
     let Some(held) = env.store.get(&keys::block_external_id(t, external_id)).await? else {
         return Ok(None);
     };
     let id = String::from_utf8_lossy(&held.value);
     // A key whose block is gone is the leftover of a lift cut short: no block.
-    Ok(get(env, t, &id).await?.filter(|b| b.external_id.as_deref() == Some(external_id)))
+    Ok(get(env, t, &id)
+        .await?
+        .filter(|b| b.external_id_blocked && b.external_id.as_deref() == Some(external_id)))
 }
 
-/// Writes the block: its record, its `externalId` key, and (`first`) its list position. A
+/// Writes the block: its record, its `externalId` key (if it blocks the `externalId`), and
+/// (`first`) its list position. A
 /// removal retried after a conflict writes it again with `first` false: listed already. The
 /// caller keeps the `userName` entry.
 pub async fn place<S: Store>(env: &Env<'_, S>, t: &str, block: &Block, first: bool) -> ScimResult<()> {
     // An earlier removal of this id that was cut short may have listed it already.
     let earlier = first && get(env, t, &block.id).await?.is_some();
     put_json(env.store, &keys::block(t, &block.id), block, Condition::Any).await?;
-    if let Some(x) = &block.external_id {
+    if let Some(x) = block.external_id.as_deref().filter(|_| block.external_id_blocked) {
         env.store.put(&keys::block_external_id(t, x), block.id.as_bytes(), Condition::Any).await?;
     }
     let id = std::slice::from_ref(&block.id);
@@ -129,7 +154,7 @@ pub async fn release_external_id<S: Store>(env: &Env<'_, S>, t: &str, x: &str, i
 /// Deletes the block's `externalId` key, its record, then its list position (the caller has
 /// released the `userName` entry before).
 pub async fn remove<S: Store>(env: &Env<'_, S>, t: &str, block: &Block) -> ScimResult<()> {
-    if let Some(x) = &block.external_id {
+    if let Some(x) = block.external_id.as_deref().filter(|_| block.external_id_blocked) {
         release_external_id(env, t, x, &block.id).await?;
     }
     env.store.delete(&keys::block(t, &block.id), Condition::Any).await?;

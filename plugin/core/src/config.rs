@@ -27,6 +27,12 @@
 //! users may share) and Entra allows two groups with one `displayName`, so by default both are
 //! indexed without being unique; `true` makes the attribute unique per tenant and resource
 //! type again (a second resource with the value gets 409 `uniqueness`), and `/Schemas` says so.
+//!
+//! Sign-in links and browser sessions ([`crate::sessions`]), every key optional, these are the
+//! defaults: `"sessions": {"linkTtlSeconds": 300, "maxLinkTtlSeconds": 3600,
+//! "idleTimeoutSeconds": 1800, "absoluteTimeoutSeconds": 43200, "frameAncestors": []}`.
+//! `frameAncestors` lists the origins (`https://app.example.com`, or `'self'`) that may embed the
+//! admin page in a frame; empty: none may (`frame-ancestors 'none'`).
 
 use std::fmt;
 
@@ -55,6 +61,101 @@ pub struct Config {
     pub default_token_lifetime_days: Option<u32>,
     /// Which attributes besides `userName` are unique per tenant.
     pub uniqueness: UniqueAttributes,
+    /// Sign-in links and browser sessions (`crate::sessions`).
+    pub sessions: SessionLimits,
+}
+
+/// Lifetimes of sign-in links and sessions, and who may frame the admin page (`"sessions"`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SessionLimits {
+    /// How long a sign-in link stays usable when the request names no `ttlSeconds`.
+    pub link_ttl_seconds: u64,
+    /// The longest `ttlSeconds` a request may ask for.
+    pub max_link_ttl_seconds: u64,
+    /// A session unused this long ends.
+    pub idle_timeout_seconds: u64,
+    /// A session ends this long after sign-in, however used.
+    pub absolute_timeout_seconds: u64,
+    /// Origins that may embed the admin page (`frame-ancestors`); empty: none.
+    pub frame_ancestors: Vec<String>,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            link_ttl_seconds: 300,
+            max_link_ttl_seconds: 3600,
+            idle_timeout_seconds: 1800,
+            absolute_timeout_seconds: 43_200,
+            frame_ancestors: Vec::new(),
+        }
+    }
+}
+
+impl SessionLimits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ranges = [
+            ("linkTtlSeconds", self.link_ttl_seconds, 10, 86_400),
+            ("maxLinkTtlSeconds", self.max_link_ttl_seconds, 10, 86_400),
+            ("idleTimeoutSeconds", self.idle_timeout_seconds, 60, 7 * 86_400),
+            ("absoluteTimeoutSeconds", self.absolute_timeout_seconds, 60, 30 * 86_400),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError(format!(
+                    "sessions.{key} must be between {min} and {max}, got {value}"
+                )));
+            }
+        }
+        if self.link_ttl_seconds > self.max_link_ttl_seconds {
+            return Err(ConfigError(format!(
+                "sessions.linkTtlSeconds ({}) is larger than sessions.maxLinkTtlSeconds ({})",
+                self.link_ttl_seconds, self.max_link_ttl_seconds
+            )));
+        }
+        if self.idle_timeout_seconds > self.absolute_timeout_seconds {
+            return Err(ConfigError(format!(
+                "sessions.idleTimeoutSeconds ({}) is larger than sessions.absoluteTimeoutSeconds ({})",
+                self.idle_timeout_seconds, self.absolute_timeout_seconds
+            )));
+        }
+        if self.frame_ancestors.len() > 16 {
+            return Err(ConfigError("sessions.frameAncestors may name at most 16 origins".into()));
+        }
+        for a in &self.frame_ancestors {
+            if !valid_frame_ancestor(a) {
+                return Err(ConfigError(format!(
+                    "sessions.frameAncestors: {a:?} is not an origin such as https://app.example.com (or 'self')"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The page's `frame-ancestors` source list.
+    pub fn frame_ancestors_csp(&self) -> String {
+        if self.frame_ancestors.is_empty() {
+            "'none'".to_owned()
+        } else {
+            self.frame_ancestors.join(" ")
+        }
+    }
+}
+
+/// `'self'`, or `http(s)://host[:port]` (a leading `*.` wildcard allowed): nothing that could
+/// end the CSP directive or add another.
+fn valid_frame_ancestor(a: &str) -> bool {
+    if a == "'self'" {
+        return true;
+    }
+    let Some(host) = a.strip_prefix("https://").or_else(|| a.strip_prefix("http://")) else {
+        return false;
+    };
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'))
 }
 
 /// The optional uniqueness of attributes RFC 7643 does not make unique (`"uniqueness"`).
@@ -81,6 +182,7 @@ impl Default for Config {
             extra_roles: Vec::new(),
             default_token_lifetime_days: None,
             uniqueness: UniqueAttributes::default(),
+            sessions: SessionLimits::default(),
         }
     }
 }
@@ -118,6 +220,7 @@ struct Raw {
     extra_roles: Option<Vec<String>>,
     default_token_lifetime_days: Option<u32>,
     uniqueness: Option<UniqueAttributes>,
+    sessions: Option<SessionLimits>,
 }
 
 /// A key that is present, `null` included: `Some(None)` for `null`.
@@ -280,6 +383,8 @@ impl Config {
         if default_token_lifetime_days.is_some_and(|d| !(1..=36_500).contains(&d)) {
             return Err(ConfigError("defaultTokenLifetimeDays must be between 1 and 36500".into()));
         }
+        let sessions = raw.sessions.unwrap_or_default();
+        sessions.validate()?;
         Ok(Config {
             admin_token_sha256,
             public_base_url,
@@ -291,6 +396,7 @@ impl Config {
             extra_roles,
             default_token_lifetime_days,
             uniqueness: raw.uniqueness.unwrap_or_default(),
+            sessions,
         })
     }
 }
@@ -437,5 +543,35 @@ mod tests {
         let c = c.ok();
         assert_eq!(c.as_ref().and_then(|c| c.public_base_url.clone()).as_deref(), Some("https://x.example"));
         assert_eq!(c.map(|c| c.admin_token_sha256.is_some()), Some(true));
+    }
+
+    #[test]
+    fn session_limits_default_parse_and_reject_contradictions() {
+        let d = Config::from_json("{}").map(|c| c.sessions);
+        assert_eq!(d, Ok(SessionLimits::default()));
+        assert_eq!(SessionLimits::default().frame_ancestors_csp(), "'none'");
+        let c = Config::from_json(
+            r#"{"sessions": {"linkTtlSeconds": 60, "idleTimeoutSeconds": 600,
+                "frameAncestors": ["https://app.example.com", "'self'", "https://*.example.org:8443"]}}"#,
+        )
+        .map(|c| c.sessions);
+        let c = c.unwrap_or_default();
+        assert_eq!((c.link_ttl_seconds, c.idle_timeout_seconds), (60, 600));
+        assert_eq!(c.frame_ancestors_csp(), "https://app.example.com 'self' https://*.example.org:8443");
+        for (bad, says) in [
+            (r#"{"sessions": {"linkTtlSeconds": 5}}"#, "linkTtlSeconds must be between"),
+            (r#"{"sessions": {"linkTtlSeconds": 7200}}"#, "larger than sessions.maxLinkTtlSeconds"),
+            (
+                r#"{"sessions": {"idleTimeoutSeconds": 7200, "absoluteTimeoutSeconds": 3600}}"#,
+                "idleTimeoutSeconds",
+            ),
+            (r#"{"sessions": {"frameAncestors": ["https://a.example; script-src *"]}}"#, "not an origin"),
+            (r#"{"sessions": {"frameAncestors": ["*"]}}"#, "not an origin"),
+            (r#"{"sessions": {"frameAncestors": ["'none' https://a"]}}"#, "not an origin"),
+            (r#"{"sessions": {"idle": 5}}"#, "unknown field"),
+        ] {
+            let e = Config::from_json(bad).err().map(|e| e.0).unwrap_or_default();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

@@ -67,7 +67,8 @@ pub enum ProblemKind {
     Corrupt { reason: String },
     /// Keys under `v1/t/{tenant}/` of a tenant that does not exist.
     DataWithoutTenant { tenant: String },
-    /// The tenant's current connection key is missing or names another tenant: SCIM
+    /// The tenant's current connection key is missing, names another tenant or is a
+    /// Regenerate's marker: SCIM
     /// requests of this tenant all get 401.
     ConnectionMissing { connection: String },
     /// A connection its tenant does not point at: left by a generate that failed before
@@ -165,7 +166,7 @@ impl fmt::Display for Problem {
             Corrupt { reason } => write!(f, "value does not decode: {reason}"),
             DataWithoutTenant { tenant } => write!(f, "data of tenant {tenant:?}, which does not exist"),
             ConnectionMissing { connection } => {
-                write!(f, "current SCIM connection {connection} is missing or names another tenant")
+                write!(f, "current SCIM connection {connection} is missing, names another tenant or was replaced")
             }
             ConnectionOrphan { tenant } => write!(f, "connection not current for its tenant {tenant:?}"),
             ConnectionNotOff { tenant } => write!(
@@ -411,6 +412,11 @@ where
                 let id = String::from_utf8_lossy(&value).into_owned();
                 tenants.entry(tenant.to_owned()).or_default().block_external_ids.insert(key.clone(), id);
             }
+            Key::Session(_) => {
+                // Links and sessions come and go; only their shape is checked (a session of a
+                // removed user is ended on its next use).
+                let _ = decode::<crate::sessions::Session>(&key, &value, &mut problems);
+            }
             Key::Rate { .. } => {
                 // The token bucket changes with every request; only its shape is checked.
                 let _ = decode::<Value>(&key, &value, &mut problems);
@@ -470,7 +476,7 @@ fn check_tenants(
 ) {
     for (t, (key, rec)) in tenant_records {
         if let Some(c) = &rec.connection {
-            if connections.get(c).is_none_or(|(_, conn)| &conn.tenant != t) {
+            if connections.get(c).is_none_or(|(_, conn)| &conn.tenant != t || conn.replaced_at.is_some()) {
                 problems.push(Problem {
                     key: key.clone(),
                     kind: ProblemKind::ConnectionMissing { connection: c.clone() },
@@ -484,7 +490,10 @@ fn check_tenants(
         // A connection a plan change turned off is kept to explain its 403.
         let off = tenant.and_then(|t| t.scim_off.as_ref()).map(|o| o.connection.as_str());
         let tenant = conn.tenant.clone();
-        let kind = if current == Some(c.as_str()) {
+        let kind = if conn.replaced_at.is_some() {
+            // A Regenerate's marker (`tenants` module doc); current, it is reported above.
+            None
+        } else if current == Some(c.as_str()) {
             conn.off.is_some().then_some(ProblemKind::ConnectionOff { tenant })
         } else if off == Some(c.as_str()) {
             conn.off.is_none().then_some(ProblemKind::ConnectionNotOff { tenant })
@@ -671,7 +680,7 @@ fn check_blocks(t: &str, st: &TenantState, problems: &mut Vec<Problem>) {
                 },
             });
         }
-        if let Some(x) = &b.external_id {
+        if let Some(x) = b.external_id.as_deref().filter(|_| b.external_id_blocked) {
             let ext = keys::block_external_id(t, x);
             if st.block_external_ids.get(&ext) != Some(id) {
                 problems.push(Problem {
@@ -687,7 +696,8 @@ fn check_blocks(t: &str, st: &TenantState, problems: &mut Vec<Problem>) {
     }
     for (key, id) in &st.block_external_ids {
         let names_it = st.blocks.get(id).is_some_and(|(_, b)| {
-            b.external_id.as_deref().is_some_and(|x| keys::block_external_id(t, x) == *key)
+            b.external_id_blocked
+                && b.external_id.as_deref().is_some_and(|x| keys::block_external_id(t, x) == *key)
         });
         if !names_it {
             problems

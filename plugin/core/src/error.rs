@@ -143,7 +143,10 @@ impl ScimError {
         if let Some(allow) = self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
-        if let Some(secs) = self.retry_after {
+        // Every 503 says when to retry (Entra backs off on it): a second, unless it said.
+        let retry_after =
+            self.retry_after.or_else(|| (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(secs) = retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
@@ -164,3 +167,19 @@ impl From<StoreError> for ScimError {
 }
 
 pub type ScimResult<T> = Result<T, ScimError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_503_says_when_to_retry() {
+        let res = ScimError::from(StoreError::Unavailable("etcd: down".into())).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+        let said = ScimError { retry_after: Some(7), ..ScimError::unavailable() }.into_response();
+        assert_eq!(said.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("7"));
+        let other = ScimError::internal("bug").into_response();
+        assert!(other.headers().get(header::RETRY_AFTER).is_none());
+    }
+}

@@ -30,10 +30,10 @@ pub struct GroupRecord {
 }
 
 impl GroupRecord {
-    fn display_name(&self) -> Option<&str> {
+    pub fn display_name(&self) -> Option<&str> {
         self.attributes.get("displayName").and_then(Value::as_str)
     }
-    fn external_id(&self) -> Option<&str> {
+    pub fn external_id(&self) -> Option<&str> {
         self.attributes.get("externalId").and_then(Value::as_str)
     }
 
@@ -72,7 +72,11 @@ fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("Group {id:?} not found"))
 }
 
-async fn load<S: Store>(env: &Env<'_, S>, t: &str, id: &str) -> ScimResult<Option<(GroupRecord, Version)>> {
+pub async fn load<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    id: &str,
+) -> ScimResult<Option<(GroupRecord, Version)>> {
     if !keys::valid_id(id) {
         return Ok(None);
     }
@@ -88,9 +92,23 @@ fn take_members(attrs: &mut Map<String, Value>) -> ScimResult<Vec<String>> {
 }
 
 /// Checks that every id names a user of this tenant, before anything is written.
-async fn check_members<S: Store>(env: &Env<'_, S>, t: &str, ids: &[String]) -> ScimResult<()> {
+///
+/// For a change of group `gid`, a missing user's membership of it is first undone: the
+/// leftover of an earlier add of that user that was cut short (the host died before
+/// [`add_members`] found the user deleted under it and undid itself). The identity provider
+/// retries a request that got no answer, so its retry is what cleans up; it costs one read,
+/// on this error path only.
+async fn check_members<S: Store>(
+    env: &Env<'_, S>,
+    t: &str,
+    gid: Option<&str>,
+    ids: &[String],
+) -> ScimResult<()> {
     for id in ids {
         if users::load(env, t, id).await?.is_none() {
+            if let Some(gid) = gid {
+                remove_members(env, t, gid, std::slice::from_ref(id)).await?;
+            }
             return Err(ScimError::invalid_value(format!(
                 "member {id:?} is not a user of this tenant (only users can be members)"
             )));
@@ -109,7 +127,7 @@ pub async fn create<S: Store>(
     limits::check_members(members.len(), &env.config.limits)?;
     limits::check_resource(&attrs, &env.config.limits)?;
     let t = scope.tenant;
-    check_members(env, t, &members).await?;
+    check_members(env, t, None, &members).await?;
     let id = crate::tenants::random_hex(env, 16)?;
     let now = time::rfc3339(env.clock.now_millis());
     let rec = GroupRecord {
@@ -153,15 +171,27 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
 /// Adds members; ids that already are members are skipped (Entra repeats adds).
 async fn add_members<S: Store>(env: &Env<'_, S>, t: &str, gid: &str, uids: &[String]) -> ScimResult<()> {
     let mut added = Vec::new();
+    let mut already = Vec::new();
+    let list = List::Members(gid.to_owned());
     for uid in uids {
         match env.store.put(&keys::membership(t, gid, uid), b"1", Condition::Absent).await {
             Ok(_) => added.push(uid.clone()),
-            Err(StoreError::Conflict) => {}
+            // Already a member, unless an add stopped half-way (the store failed after the
+            // membership key, and the client got 503): then the list or the user's groups
+            // lack it, and this retry finishes that add (the push skips ids the list has; the
+            // user's groups are written only if they change).
+            Err(StoreError::Conflict) => {
+                if list::listed(env, t, &list, uid, true).await? {
+                    already.push(uid.clone());
+                } else {
+                    added.push(uid.clone());
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
     list::push(env, t, &List::Members(gid.to_owned()), &added).await?;
-    for uid in &added {
+    for uid in added.iter().chain(&already) {
         update_user_groups(env, t, uid, |g| {
             if !g.iter().any(|x| x == gid) {
                 g.push(gid.to_owned());
@@ -185,18 +215,35 @@ async fn add_members<S: Store>(env: &Env<'_, S>, t: &str, gid: &str, uids: &[Str
 
 async fn remove_members<S: Store>(env: &Env<'_, S>, t: &str, gid: &str, uids: &[String]) -> ScimResult<()> {
     let mut removed = Vec::new();
+    let mut not_members = Vec::new();
+    let list = List::Members(gid.to_owned());
     for uid in uids {
         let key = keys::membership(t, gid, uid);
         if env.store.get(&key).await?.is_some() {
             env.store.delete(&key, Condition::Any).await?;
             removed.push(uid.clone());
+        } else if list::listed(env, t, &list, uid, false).await? {
+            // A remove that stopped half-way (503 after the membership key went): finish it.
+            removed.push(uid.clone());
+        } else {
+            not_members.push(uid.clone());
         }
     }
     list::remove(env, t, &List::Members(gid.to_owned()), &removed).await?;
-    for uid in &removed {
+    // The user's groups too (written only if they change: for a user that never was a member,
+    // one read).
+    for uid in removed.iter().chain(&not_members) {
         update_user_groups(env, t, uid, |g| g.retain(|x| x != gid)).await?;
     }
     Ok(())
+}
+
+/// The ids of the groups user `uid` belongs to.
+pub async fn of_user<S: Store>(env: &Env<'_, S>, t: &str, uid: &str) -> ScimResult<Vec<String>> {
+    Ok(get_json::<S, Vec<String>>(env.store, &keys::user_groups(t, uid))
+        .await?
+        .map(|(g, _)| g)
+        .unwrap_or_default())
 }
 
 /// Read-modify-write of a user's group set, retried on concurrent changes.
@@ -212,7 +259,11 @@ async fn update_user_groups<S: Store>(
             Some((g, v)) => (g, Condition::Version(v)),
             None => (Vec::new(), Condition::Absent),
         };
+        let before = groups.clone();
         change(&mut groups);
+        if groups == before {
+            return Ok(());
+        }
         let res = if groups.is_empty() {
             match cond {
                 Condition::Absent => return Ok(()),
@@ -325,7 +376,7 @@ pub async fn patch<S: Store>(
     }
     for c in &changes {
         if let MemberChange::Add(ids) | MemberChange::Replace(ids) = c {
-            check_members(env, t, ids).await?;
+            check_members(env, t, Some(id), ids).await?;
         }
     }
     let rec = update(env, t, id, pre, !changes.is_empty(), |old| {
@@ -374,7 +425,7 @@ pub async fn replace<S: Store>(
     if load(env, t, id).await?.is_none() {
         return Err(not_found(id));
     }
-    check_members(env, t, &new_members).await?;
+    check_members(env, t, Some(id), &new_members).await?;
     let current: std::collections::BTreeSet<String> = members(env, t, id).await?.into_iter().collect();
     let touch = current != new_members.iter().cloned().collect();
     let rec = update(env, t, id, pre, touch, |_| Ok(attrs.clone())).await?;

@@ -27,6 +27,9 @@
 //! v1/t/{tenant}/log/s/{slot}                 provisioning log entry `seq` at slot `seq % logSize`
 //! v1/tenants                                 ids of every tenant (JSON array, sorted)
 //! v1/conn/{conn}/stats/{shard}               SCIM connection's request and failure counts (sharded)
+//! v1/session/{id}                            sign-in link and the browser session it becomes
+//!                                            (`crate::sessions`): tenant, user, SHA-256 of the
+//!                                            link secret and of the session secret, limits
 //! ```
 //!
 //! Tenant names are validated by [`valid_tenant`] before they reach a key; resource ids are
@@ -78,6 +81,10 @@ pub fn tenant(t: &str) -> String {
 }
 pub fn connection(conn: &str) -> String {
     format!("v1/conn/{conn}")
+}
+/// A sign-in link and, once used, its browser session (`crate::sessions`); `id` is the core's.
+pub fn session(id: &str) -> String {
+    format!("v1/session/{id}")
 }
 pub fn user(t: &str, id: &str) -> String {
     format!("v1/t/{t}/u/{id}")
@@ -197,6 +204,7 @@ impl List {
 pub enum Key<'a> {
     Tenant(&'a str),
     Connection(&'a str),
+    Session(&'a str),
     User {
         tenant: &'a str,
         id: &'a str,
@@ -272,7 +280,7 @@ impl Key<'_> {
     /// The tenant the key belongs to (its owner, for `v1/tenant/{t}`); `None` for connections.
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Key::Connection(_) | Key::ConnectionStats { .. } | Key::Tenants => None,
+            Key::Connection(_) | Key::ConnectionStats { .. } | Key::Tenants | Key::Session(_) => None,
             Key::Tenant(tenant)
             | Key::User { tenant, .. }
             | Key::Group { tenant, .. }
@@ -318,6 +326,9 @@ pub fn parse(key: &str) -> Option<Key<'_>> {
             return valid_id(c).then_some(Key::ConnectionStats { connection: c, shard });
         }
         return valid_id(c).then_some(Key::Connection(c));
+    }
+    if let Some(id) = rest.strip_prefix("session/") {
+        return valid_id(id).then_some(Key::Session(id));
     }
     let rest = rest.strip_prefix("t/")?;
     let (tenant, rest) = rest.split_once('/')?;
@@ -401,6 +412,7 @@ mod tests {
         let cases = [
             (tenant(t), Key::Tenant(t)),
             (connection(id), Key::Connection(id)),
+            (session(id), Key::Session(id)),
             (user(t, id), Key::User { tenant: t, id }),
             (group(t, g), Key::Group { tenant: t, id: g }),
             (membership(t, g, id), Key::Membership { tenant: t, group: g, user: id }),

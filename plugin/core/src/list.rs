@@ -260,6 +260,12 @@ async fn push_writes<S: Store>(
     let mut n = len(env, tenant, list).await?;
     let mut current: Option<(u64, Vec<String>)> = None;
     for id in ids {
+        // A group's members may be pushed again by a request that repairs one stopped half-way
+        // (its membership key written, the list not: see groups::add_members); under the
+        // lease, an id already in the list is skipped. Users' ids are new when pushed.
+        if matches!(list, List::Members(_)) && listed(env, tenant, list, id, true).await? {
+            continue;
+        }
         let c = n / CHUNK;
         if current.as_ref().map(|(k, _)| *k) != Some(c) {
             if let Some((k, ids)) = current.take() {
@@ -385,7 +391,7 @@ pub async fn ensure<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, id: &
 /// Whether `id` has a position within the list's length (and, `thorough`, whether the chunk
 /// holds it there): a push interrupted before its length was written leaves a position
 /// beyond the end.
-async fn listed<S: Store>(
+pub(crate) async fn listed<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
     list: &List,

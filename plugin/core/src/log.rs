@@ -213,6 +213,11 @@ pub struct Filter {
     pub actor: Option<String>,
     pub target: Option<String>,
     pub resource_type: Option<String>,
+    /// A person, by id or userName (any case): entries whose target or acting user it is.
+    pub user: Option<String>,
+    /// Entries at or after / at or before these RFC 3339 times (compared as the log writes them).
+    pub since: Option<String>,
+    pub until: Option<String>,
 }
 
 impl Filter {
@@ -227,6 +232,18 @@ impl Filter {
             && self.actor.as_deref().is_none_or(|a| a == e.actor.kind())
             && self.target.as_deref().is_none_or(|x| e.target.as_deref() == Some(x))
             && self.resource_type.as_deref().is_none_or(|r| r.eq_ignore_ascii_case(&e.resource_type))
+            && self.user.as_deref().is_none_or(|u| {
+                let named = |id: Option<&str>, name: Option<&str>| {
+                    id == Some(u) || name.is_some_and(|n| n.eq_ignore_ascii_case(u))
+                };
+                let actor = match &e.actor {
+                    Actor::User { id, user_name } => named(Some(id), Some(user_name)),
+                    _ => false,
+                };
+                actor || (e.resource_type == "User" && named(e.target.as_deref(), e.target_name.as_deref()))
+            })
+            && self.since.as_deref().is_none_or(|t| e.time.as_str() >= t)
+            && self.until.as_deref().is_none_or(|t| e.time.as_str() <= t)
     }
 }
 

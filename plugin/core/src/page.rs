@@ -1,6 +1,7 @@
 //! The admin page: a static single-page app (`page/index.html`, `app.js`, `app.css`) compiled
 //! into the plugin and served under `/admin/`. It talks to the admin API (`/admin/v1/…`) from the
-//! browser with the operator's token; this module only hands out the three files.
+//! browser with the operator's token, or with a tenant person's session cookie
+//! (`crate::sessions`); this module only hands out the three files.
 //!
 //! Not here: authentication (the page itself is public and holds no data; every API call it
 //! makes carries the token) and routing (the caller passes the path after `/admin`).
@@ -31,7 +32,10 @@ const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
-/// Same origin only (plus `data:` images, so the stylesheet may inline small icons); no framing.
+/// Same origin only (plus `data:` images, so the stylesheet may inline small icons); framing
+/// only by the configured origins (`sessions.frameAncestors`), by default none.
+const CSP_SOURCES: &str = "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:";
+#[cfg(test)]
 const CSP: &str =
     "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
 
@@ -75,14 +79,20 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 /// Answers a request for the admin page. `rest` is the path after `/admin` (`""`, `"/"`,
 /// `"/app.js"`, …; no query); `headers` are the request's (for `Accept-Encoding`). GET and HEAD
-/// only; HEAD gets the headers without the body.
-pub fn serve(rest: &str, method: &Method, headers: &HeaderMap) -> ScimResult<http::Response<Bytes>> {
+/// only; HEAD gets the headers without the body. `frame_ancestors` is the CSP source list of who
+/// may frame the page (`'none'`, or the configured origins).
+pub fn serve(
+    rest: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    frame_ancestors: &str,
+) -> ScimResult<http::Response<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         return Err(ScimError::method_not_allowed("GET, HEAD"));
     }
     if rest.is_empty() {
         // 308 keeps the method (HEAD stays HEAD).
-        return Ok(response(StatusCode::PERMANENT_REDIRECT, Bytes::new(), |h| {
+        return Ok(response(StatusCode::PERMANENT_REDIRECT, Bytes::new(), frame_ancestors, |h| {
             h.insert(header::LOCATION, HeaderValue::from_static(PAGE_PATH));
         }));
     }
@@ -102,7 +112,7 @@ pub fn serve(rest: &str, method: &Method, headers: &HeaderMap) -> ScimResult<htt
         return Ok(res);
     }
     let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from_static(body) };
-    Ok(response(StatusCode::OK, body, |h| {
+    Ok(response(StatusCode::OK, body, frame_ancestors, |h| {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -112,6 +122,7 @@ pub fn serve(rest: &str, method: &Method, headers: &HeaderMap) -> ScimResult<htt
 fn response(
     status: StatusCode,
     body: Bytes,
+    frame_ancestors: &str,
     extra: impl FnOnce(&mut http::HeaderMap),
 ) -> http::Response<Bytes> {
     let mut res = http::Response::new(body);
@@ -119,10 +130,17 @@ fn response(
     let h = res.headers_mut();
     // Revalidate every time: a plugin upgrade must not leave an old app.js talking to a new API.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // The configuration validated the origins; a value that still does not fit a header frames nothing.
+    let framed = frame_ancestors != "'none'";
+    let csp = HeaderValue::from_str(&format!("{CSP_SOURCES}; frame-ancestors {frame_ancestors}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !framed {
+        // For browsers without CSP level 2; with origins configured, CSP alone decides.
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     extra(h);
     res
 }
@@ -145,7 +163,7 @@ mod tests {
         if let Some(ae) = accept_encoding {
             headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(ae).unwrap());
         }
-        serve(rest, &Method::GET, &headers)
+        serve(rest, &Method::GET, &headers, "'none'")
     }
 
     fn get(rest: &str) -> ScimResult<http::Response<Bytes>> {
@@ -228,6 +246,17 @@ mod tests {
     }
 
     #[test]
+    fn configured_origins_may_frame_the_page() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(BROWSER));
+        let res = serve("/", &Method::GET, &headers, "https://app.example.com 'self'").unwrap();
+        assert!(header(&res, header::CONTENT_SECURITY_POLICY)
+            .ends_with("; frame-ancestors https://app.example.com 'self'"));
+        assert!(res.headers().get(header::X_FRAME_OPTIONS).is_none());
+        assert_eq!(header(&get("/").unwrap(), header::X_FRAME_OPTIONS), "DENY");
+    }
+
+    #[test]
     fn bare_admin_redirects_to_the_page() {
         let res = get("").unwrap();
         assert_eq!(res.status(), StatusCode::PERMANENT_REDIRECT);
@@ -239,7 +268,7 @@ mod tests {
     fn head_has_the_headers_and_no_body() {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(BROWSER));
-        let res = serve("/app.js", &Method::HEAD, &headers).unwrap();
+        let res = serve("/app.js", &Method::HEAD, &headers, "'none'").unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(header(&res, header::CONTENT_TYPE), JS);
         assert_eq!(header(&res, header::CONTENT_ENCODING), "gzip");
@@ -257,7 +286,7 @@ mod tests {
     #[test]
     fn only_get_and_head() {
         for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS] {
-            let err = serve("/", &m, &HeaderMap::new()).unwrap_err();
+            let err = serve("/", &m, &HeaderMap::new(), "'none'").unwrap_err();
             assert_eq!(err.status, StatusCode::METHOD_NOT_ALLOWED, "{m}");
             assert_eq!(err.allow, Some("GET, HEAD"));
         }

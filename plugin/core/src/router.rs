@@ -45,7 +45,42 @@ pub enum AdminEndpoint<'a> {
     Blocks(&'a str),
     Block(&'a str, &'a str),
     Log(&'a str),
+    /// The tenant's groups with member counts, and one group with its members (paged).
+    Groups(&'a str),
+    Group(&'a str, &'a str),
+    /// Sign-in links of the tenant (`POST` mints one, `crate::sessions`), and one link or
+    /// session by id (`DELETE` revokes it).
+    Sessions(&'a str),
+    Session(&'a str, &'a str),
+    /// `GET /admin/v1/sign-in?t=…`: a browser opens a sign-in link.
+    SignIn,
+    /// `/admin/v1/session`: the caller's own browser session (`GET` who, `DELETE` sign out).
+    CurrentSession,
     Unknown,
+}
+
+impl<'a> AdminEndpoint<'a> {
+    /// The tenant the endpoint belongs to; `None` for the endpoints outside every tenant.
+    pub fn tenant(&self) -> Option<&'a str> {
+        match *self {
+            AdminEndpoint::Tenant(t)
+            | AdminEndpoint::ScimConnection(t)
+            | AdminEndpoint::Users(t)
+            | AdminEndpoint::User(t, _)
+            | AdminEndpoint::Blocks(t)
+            | AdminEndpoint::Block(t, _)
+            | AdminEndpoint::Log(t)
+            | AdminEndpoint::Groups(t)
+            | AdminEndpoint::Group(t, _)
+            | AdminEndpoint::Sessions(t)
+            | AdminEndpoint::Session(t, _) => Some(t),
+            AdminEndpoint::Tenants
+            | AdminEndpoint::Roles
+            | AdminEndpoint::SignIn
+            | AdminEndpoint::CurrentSession
+            | AdminEndpoint::Unknown => None,
+        }
+    }
 }
 
 /// The path prefix every SCIM URL starts with.
@@ -85,6 +120,8 @@ pub fn route(path: &str) -> Route<'_> {
         let endpoint = match segs.as_slice() {
             ["tenants"] => AdminEndpoint::Tenants,
             ["roles"] => AdminEndpoint::Roles,
+            ["sign-in"] => AdminEndpoint::SignIn,
+            ["session"] => AdminEndpoint::CurrentSession,
             ["tenants", t] => AdminEndpoint::Tenant(t),
             ["tenants", t, "scim"] => AdminEndpoint::ScimConnection(t),
             ["tenants", t, "users"] => AdminEndpoint::Users(t),
@@ -92,6 +129,10 @@ pub fn route(path: &str) -> Route<'_> {
             ["tenants", t, "blocks"] => AdminEndpoint::Blocks(t),
             ["tenants", t, "blocks", id] => AdminEndpoint::Block(t, id),
             ["tenants", t, "log"] => AdminEndpoint::Log(t),
+            ["tenants", t, "groups"] => AdminEndpoint::Groups(t),
+            ["tenants", t, "groups", id] => AdminEndpoint::Group(t, id),
+            ["tenants", t, "sessions"] => AdminEndpoint::Sessions(t),
+            ["tenants", t, "sessions", id] => AdminEndpoint::Session(t, id),
             _ => AdminEndpoint::Unknown,
         };
         return Route::Admin(endpoint);
@@ -189,6 +230,10 @@ mod tests {
         assert_eq!(route("/admin/v1/tenants/a/log"), Route::Admin(AdminEndpoint::Log("a")));
         assert_eq!(route("/admin/v1/tenants/a/blocks"), Route::Admin(AdminEndpoint::Blocks("a")));
         assert_eq!(route("/admin/v1/tenants/a/blocks/x"), Route::Admin(AdminEndpoint::Block("a", "x")));
+        assert_eq!(route("/admin/v1/sign-in"), Route::Admin(AdminEndpoint::SignIn));
+        assert_eq!(route("/admin/v1/session"), Route::Admin(AdminEndpoint::CurrentSession));
+        assert_eq!(route("/admin/v1/tenants/a/sessions"), Route::Admin(AdminEndpoint::Sessions("a")));
+        assert_eq!(route("/admin/v1/tenants/a/sessions/x"), Route::Admin(AdminEndpoint::Session("a", "x")));
         assert_eq!(route("/admin/"), Route::AdminPage("/"));
         assert_eq!(route("/admin"), Route::AdminPage(""));
         assert_eq!(route("/admin/app.js"), Route::AdminPage("/app.js"));

@@ -40,7 +40,12 @@ async fn dispatch<S: Store>(
         Route::AdminPage(_) if env.config.admin_token_sha256.is_none() => Err(ScimError::not_found(
             "the admin page is off: configure adminTokenSha256 (the SHA-256 of an admin token) to enable it",
         )),
-        Route::AdminPage(rest) => crate::page::serve(rest, req.method(), req.headers()),
+        Route::AdminPage(rest) => crate::page::serve(
+            rest,
+            req.method(),
+            req.headers(),
+            &env.config.sessions.frame_ancestors_csp(),
+        ),
         Route::Admin(endpoint) => admin::handle(endpoint, req, env, &public_base).await,
         Route::Scim { connection, endpoint } => {
             let who = match tenants::authenticate(env, connection, auth::bearer(req.headers())).await {

@@ -7,10 +7,16 @@
 //! A SCIM request reads only its connection record: the record alone says whether it works
 //! (it exists, the token matches, it has not expired and no plan change turned it `off`), so
 //! authentication is one store read. Every change keeps that true by changing the connection
-//! records *before* it points the tenant elsewhere: regenerating deletes the old connection,
-//! then points the tenant at the new one; revoking deletes it, then clears the tenant; leaving
-//! the SCIM plan marks it off, then writes the tenant. The old URL and token stop working at
-//! once, and a change that fails halfway leaves SCIM off, never an old token working.
+//! records *before* it points the tenant elsewhere: regenerating replaces the old connection's
+//! record by a marker without a token ([`Connection::replaced_at`]), then points the tenant at
+//! the new one; revoking deletes it, then clears the tenant; leaving the SCIM plan marks it off,
+//! then writes the tenant. The old URL and token stop working at once, and a change that fails
+//! halfway leaves SCIM off, never an old token working.
+//!
+//! The marker is there for the guide's troubleshooting: an identity provider still sending the
+//! old Tenant URL after a Regenerate gets a 401 that says so, and the refusal is noted on the
+//! tenant's current connection (its "last refused sign-in"), where the administrator looks.
+//! One small record per Regenerate is kept for that.
 //!
 //! The record also carries the connection's bookkeeping that an administrator reads: when it
 //! was last used, and its last refused sign-in ([`Refusal`]), noted at most once a minute per
@@ -102,6 +108,11 @@ pub struct Connection {
     /// [`TESTED`]. Bounds the log entries such events write (see [`note`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub noted_ms: BTreeMap<String, u64>,
+    /// Set when a Regenerate replaced this connection (RFC 3339): the record is then only a
+    /// marker, with no token hash (no token matches it), kept to explain its 401 (see the
+    /// module doc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_at: Option<String>,
 }
 
 /// The kind [`note`] records Entra's Test Connection under.
@@ -120,6 +131,8 @@ pub enum Refusal {
     PlanOff,
     /// The tenant's rate limit (after the token was accepted).
     RateLimited,
+    /// The Tenant URL of a connection a Regenerate replaced (noted on the current connection).
+    Replaced,
 }
 
 impl Refusal {
@@ -131,11 +144,32 @@ impl Refusal {
             Refusal::Expired => "token expired",
             Refusal::PlanOff => "SCIM turned off by a plan change",
             Refusal::RateLimited => "too many requests (rate limit)",
+            Refusal::Replaced => {
+                "a replaced SCIM configuration (from before the last Regenerate) is still in use"
+            }
         }
     }
 }
 
 impl Connection {
+    /// A connection of tenant `t` with the token hashing to `token_sha256`, created `now`.
+    fn new(t: &str, token_sha256: String, now: u64) -> Connection {
+        Connection {
+            tenant: t.to_owned(),
+            token_sha256,
+            created_at: time::rfc3339(now),
+            last_used_at: None,
+            last_used_ms: 0,
+            expires_at: None,
+            expires_ms: None,
+            off: None,
+            last_refused_at: None,
+            last_refused_reason: None,
+            noted_ms: BTreeMap::new(),
+            replaced_at: None,
+        }
+    }
+
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_ms.is_some_and(|e| now_ms >= e)
     }
@@ -332,6 +366,28 @@ async fn delete_connection<S: Store>(env: &Env<'_, S>, c: &str) -> ScimResult<()
     crate::counters::clear(env, |s| keys::connection_stats(c, s)).await
 }
 
+/// Replaces connection `c`'s record of tenant `t` by a marker of its replacement, with no token
+/// hash, and deletes its counters.
+async fn retire<S: Store>(env: &Env<'_, S>, t: &str, c: &str) -> ScimResult<()> {
+    let now = env.clock.now_millis();
+    let marker =
+        Connection { replaced_at: Some(time::rfc3339(now)), ..Connection::new(t, String::new(), now) };
+    put_json(env.store, &keys::connection(c), &marker, Condition::Any).await?;
+    crate::counters::clear(env, |s| keys::connection_stats(c, s)).await
+}
+
+/// The tenant's current connection record, if it has one other than `not`: where a request on
+/// a replaced connection is noted. Best effort: a store failure gives `None`.
+async fn current_other_than<S: Store>(env: &Env<'_, S>, t: &str, not: &str) -> Option<KnownRefusal> {
+    let (tenant, _) = get(env, t).await.ok()??;
+    let c = tenant.connection.filter(|c| c != not)?;
+    let (record, version) = get_json::<S, Connection>(env.store, &keys::connection(&c)).await.ok()??;
+    if record.replaced_at.is_some() {
+        return None;
+    }
+    Some(KnownRefusal { connection: c, record, version, refusal: Refusal::Replaced })
+}
+
 /// The secret half of a generated connection: shown once, never stored.
 pub struct Generated {
     pub connection: String,
@@ -353,19 +409,7 @@ pub async fn generate<S: Store>(
     let connection = random_hex(env, 16)?;
     let token = format!("sce_{}", random_hex(env, 32)?);
     let now = env.clock.now_millis();
-    let mut record = Connection {
-        tenant: t.to_owned(),
-        token_sha256: hex::encode(auth::sha256(&token)),
-        created_at: time::rfc3339(now),
-        last_used_at: None,
-        last_used_ms: 0,
-        expires_at: None,
-        expires_ms: None,
-        off: None,
-        last_refused_at: None,
-        last_refused_reason: None,
-        noted_ms: BTreeMap::new(),
-    };
+    let mut record = Connection::new(t, hex::encode(auth::sha256(&token)), now);
     match point_at(env, t, &connection, &mut record, lifetime_days).await {
         Ok(regenerated) => Ok(Generated { connection, token, record, regenerated }),
         Err(e) => {
@@ -376,8 +420,8 @@ pub async fn generate<S: Store>(
     }
 }
 
-/// Writes `record` as `connection`, deletes the tenant's old connections, then points the
-/// tenant at the new one. Returns whether it replaced one.
+/// Writes `record` as `connection`, replaces the tenant's old connections by markers
+/// ([`retire`]), then points the tenant at the new one. Returns whether it replaced one.
 async fn point_at<S: Store>(
     env: &Env<'_, S>,
     t: &str,
@@ -406,7 +450,7 @@ async fn point_at<S: Store>(
         let off = tenant.scim_off.take().map(|o| o.connection);
         // The old ones first: from here on, only the new connection can work.
         for old in old.iter().chain(off.iter()) {
-            delete_connection(env, old).await?;
+            retire(env, t, old).await?;
         }
         match put_json(env.store, &keys::tenant(t), &tenant, Condition::Version(ver)).await {
             Ok(_) => return Ok(old.is_some()),
@@ -472,6 +516,14 @@ pub async fn authenticate<S: Store>(
     let Some((conn, ver)) = get_json::<S, Connection>(env.store, &keys::connection(connection)).await? else {
         return Err(unauthorized().into());
     };
+    if let Some(at) = &conn.replaced_at {
+        let error = ScimError::unauthorized(format!(
+            "this Tenant URL was replaced at {at} by a newer SCIM configuration (Regenerate); update \
+             Entra's Tenant URL and Secret Token with the latest ones (Settings > Security > SCIM \
+             Provisioning)"
+        ));
+        return Err(Refused { error, known: current_other_than(env, &conn.tenant, connection).await });
+    }
     let refused = |error: ScimError, refusal: Refusal, record: Connection| Refused {
         error,
         known: Some(KnownRefusal { connection: connection.to_owned(), record, version: ver, refusal }),

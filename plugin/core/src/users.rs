@@ -604,9 +604,12 @@ pub async fn remove<S: Store>(env: &Env<'_, S>, t: &str, id: &str, by: &Actor) -
             display_name: rec.display_name().map(str::to_owned),
             blocked_at: time::rfc3339(env.clock.now_millis()),
             blocked_by: by.clone(),
+            external_id_blocked: env.config.uniqueness.external_id,
         };
         // A concurrent write changed the externalId since the last attempt placed the block.
-        if let Some(x) = placed.as_ref().and_then(|p| p.external_id.as_deref()) {
+        if let Some(x) =
+            placed.as_ref().filter(|p| p.external_id_blocked).and_then(|p| p.external_id.as_deref())
+        {
             if block.external_id.as_deref() != Some(x) {
                 blocks::release_external_id(env, t, x, id).await?;
             }

@@ -169,6 +169,50 @@ fn a_role_survives_every_scim_write_and_removal_is_immediate() {
     host.assert_consistent();
 }
 
+/// A block refuses its `externalId` only where the configuration makes `externalId` unique: by
+/// default two people may share one (Entra fills it from `mailNickname`), and a create under
+/// another `userName` with the removed user's `externalId` is another person, who must not be
+/// locked out. With `uniqueness.externalId` it names one person, so it is blocked too, until
+/// the block is lifted.
+#[test]
+fn a_block_refuses_the_external_id_only_where_it_is_unique() {
+    for (config, unique) in [("", false), (r#""uniqueness": {"externalId": true}"#, true)] {
+        let host = Host::with_config(config);
+        let (t, _) = acme(&host);
+        let dave = json!({"userName": "dave@acme.example", "externalId": "oid-dave"});
+        let (s, created) = host.scim(&t, "POST", "Users", Some(dave));
+        assert_eq!(s, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert_eq!(host.send("DELETE", &format!("/admin/v1/tenants/acme/users/{id}"), ADMIN, None).0, 204);
+        let (_, list) = host.send("GET", "/admin/v1/tenants/acme/blocks", ADMIN, None);
+        assert_eq!(list["blocks"][0]["externalIdBlocked"], json!(unique), "{list}");
+        host.assert_consistent();
+
+        // The removed userName is blocked either way.
+        let (s, b) = host.scim(&t, "POST", "Users", Some(json!({"userName": "Dave@acme.example"})));
+        assert_eq!(s, 403, "{b}");
+        let other = json!({"userName": "dan@acme.example", "externalId": "oid-dave"});
+        let (s, b) = host.scim(&t, "POST", "Users", Some(other.clone()));
+        if unique {
+            assert_eq!(s, 403, "{b}");
+            assert!(b["detail"].as_str().unwrap().contains("blocked by a tenant administrator"), "{b}");
+            let (s, found) = host.scim(&t, "GET", "Users?filter=externalId%20eq%20%22oid-dave%22", None);
+            assert_eq!((s, found["totalResults"].as_u64()), (200, Some(0)), "{found}");
+            // Lifted: the externalId is free again.
+            assert_eq!(
+                host.send("DELETE", &format!("/admin/v1/tenants/acme/blocks/{id}"), ADMIN, None).0,
+                204
+            );
+            let (s, b) = host.scim(&t, "POST", "Users", Some(other));
+            assert_eq!(s, 201, "{b}");
+        } else {
+            assert_eq!(s, 201, "another person sharing the externalId: {b}");
+            assert_eq!(b["externalId"], "oid-dave");
+        }
+        host.assert_consistent();
+    }
+}
+
 /// The guide's urgent removal: a user removed by hand stays out whatever Entra's next cycle
 /// sends, until an administrator lifts the block; who may see and lift blocks, and the log.
 #[test]
@@ -219,12 +263,7 @@ fn a_removal_by_hand_blocks_the_identity_until_an_administrator_lifts_it() {
         assert!(d.contains("blocked by a tenant administrator") && d.contains(&at), "{d}");
         assert!(b.get("scimType").is_none(), "{b}");
     };
-    for body in [
-        json!({"userName": "dave@ACME.example"}),
-        json!({"userName": "dave.new@acme.example", "externalId": "oid-dave"}),
-    ] {
-        refused(host.scim(&t, "POST", "Users", Some(body)));
-    }
+    refused(host.scim(&t, "POST", "Users", Some(json!({"userName": "dave@ACME.example"}))));
     for value in [json!(true), json!("True")] {
         let on = patch(json!([{"op": "Replace", "path": "active", "value": value}]));
         refused(host.scim(&t, "PATCH", &format!("Users/{dave}"), Some(on)));
@@ -621,6 +660,57 @@ fn refused_sign_ins_are_counted_shown_and_logged_once_a_minute() {
     let before = host.store.dump();
     assert_eq!(host.send("GET", "/scim/v2/0123456789abcdef0123456789abcdef/Users", "sce_x", None).0, 401);
     assert_eq!(host.store.dump(), before);
+    host.assert_consistent();
+}
+
+/// The guide's troubleshooting after a Regenerate: Entra still sending the old Tenant URL and
+/// Secret Token gets a 401 that says the configuration was replaced, and the refusal is noted
+/// on the tenant's current connection, where the administrator looks; the old token never
+/// works again, and the marker the old connection leaves is consistent.
+#[test]
+fn the_old_tenant_url_after_a_regenerate_is_refused_with_its_reason_and_noted() {
+    let host = Host::new();
+    let (old, _) = acme(&host);
+    assert_eq!(host.scim(&old, "GET", "Users", None).0, 200);
+    host.clock.advance(60_000);
+    let new = host.connect("acme");
+    assert_ne!(new.connection, old.connection);
+    for token in [old.token.as_str(), new.token.as_str(), "sce_wrong"] {
+        let (s, b) = host.send("GET", &format!("{}/Users", old.base), token, None);
+        assert_eq!(s, 401, "{b}");
+        let d = b["detail"].as_str().unwrap();
+        assert!(d.contains("replaced at 2026-01-01T00:01:00.000Z by a newer SCIM configuration"), "{d}");
+    }
+    let (_, c) = host.send("GET", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    let reason = "a replaced SCIM configuration (from before the last Regenerate) is still in use";
+    assert_eq!(c["lastRefusedReason"], reason, "{c}");
+    let entries = log(&host, "operation=signIn.refused")["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 1, "once a minute: {entries:?}");
+    assert_eq!(entries[0]["detail"], format!("signIn refused: {reason}"));
+    assert_eq!(entries[0]["status"], 401);
+    // The marker holds no token hash, and the new connection works.
+    let marker: Value =
+        serde_json::from_slice(&host.store.raw(&format!("v1/conn/{}", old.connection)).unwrap()).unwrap();
+    assert_eq!(
+        (marker["tokenSha256"].as_str(), marker["tenant"].as_str()),
+        (Some(""), Some("acme")),
+        "{marker}"
+    );
+    assert_eq!(host.scim(&new, "GET", "Users", None).0, 200);
+    host.assert_consistent();
+    // Regenerated again: both old URLs are noted on the newest connection; revoked: no
+    // connection to note on, still 401 with the reason.
+    host.clock.advance(60_000);
+    let newest = host.connect("acme");
+    assert_eq!(host.send("GET", &format!("{}/Users", new.base), &new.token, None).0, 401);
+    let (_, c) = host.send("GET", "/admin/v1/tenants/acme/scim", ADMIN, None);
+    assert_eq!(
+        (c["url"].as_str().map(|u| u.ends_with(&newest.connection)), c["lastRefusedReason"].as_str()),
+        (Some(true), Some(reason)),
+        "{c}"
+    );
+    assert_eq!(host.send("DELETE", "/admin/v1/tenants/acme/scim", ADMIN, None).0, 204);
+    assert_eq!(host.send("GET", &format!("{}/Users", old.base), &old.token, None).0, 401);
     host.assert_consistent();
 }
 

@@ -94,7 +94,9 @@ fn costs(users: usize) -> Vec<(&'static str, u64)> {
     // blocks, lifting one.
     let removed = &ids[mid + 2];
     let again = json!({"userName": format!("user{}@example.com", mid + 2), "externalId": "ext-other"});
-    let renamed = json!({"userName": "someone.else@example.com", "externalId": format!("ext-{}", mid + 2)});
+    // Another person with the removed user's externalId: not blocked (not unique by default).
+    let sharer_of_removed =
+        json!({"userName": "someone.else@example.com", "externalId": format!("ext-{}", mid + 2)});
     let blocks = "/admin/v1/tenants/t/blocks";
     out.extend([
         (
@@ -102,7 +104,10 @@ fn costs(users: usize) -> Vec<(&'static str, u64)> {
             h.cost("DELETE", &format!("/admin/v1/tenants/t/users/{removed}"), ADMIN, None, 204),
         ),
         ("create blocked userName", h.cost("POST", &format!("{base}/Users"), &tok, Some(again), 403)),
-        ("create blocked externalId", h.cost("POST", &format!("{base}/Users"), &tok, Some(renamed), 403)),
+        (
+            "create removed user's externalId",
+            h.cost("POST", &format!("{base}/Users"), &tok, Some(sharer_of_removed), 201),
+        ),
         ("patch blocked", h.cost("PATCH", &format!("{base}/Users/{removed}"), &tok, Some(disable), 403)),
         ("list blocks", h.cost("GET", blocks, ADMIN, None, 200)),
         ("unblock", h.cost("DELETE", &format!("{blocks}/{removed}"), ADMIN, None, 204)),

@@ -27,7 +27,7 @@ pub struct HostClock {
 }
 
 /// The path of a pause callout; the template's sink answers it with 204 after the delay.
-const PAUSE_PATH: &str = "/scim-edge/pause";
+pub const PAUSE_PATH: &str = "/scim-edge/pause";
 
 /// 1 ms before the first retry, doubling to 8 ms: a list's holder keeps its lease for about
 /// three etcd round trips, and a waiter that sleeps longer is overtaken by newcomers.
@@ -41,28 +41,36 @@ impl Clock for HostClock {
     }
 
     fn pause(&self, attempt: u32) -> Pause<'_> {
-        let Some((callouts, cluster)) =
-            self.pause.as_ref().and_then(|(c, s)| Some((c, s.pause_cluster.as_deref()?)))
-        else {
-            return Box::pin(std::future::ready(()));
-        };
-        let millis = pause_millis(attempt);
-        let delay = millis.to_string();
-        let headers = vec![
-            (":method", "GET"),
-            (":path", PAUSE_PATH),
-            (":authority", "scim-edge-pause"),
-            ("x-envoy-fault-delay-request", delay.as_str()),
-        ];
-        match callouts.dispatch(cluster, headers, b"", Duration::from_millis(millis + 1000)) {
-            // Whatever the answer (the delayed 204, or an error at once), the wait is over.
-            Ok(token) => Box::pin(async move {
-                let _ = callouts.wait(token).await;
-            }),
-            Err(why) => {
-                warn_once(&format!("scim-edge: waiters cannot pause, they retry at once: {why}"));
-                Box::pin(std::future::ready(()))
+        match &self.pause {
+            Some((callouts, settings)) => {
+                pause(callouts, settings.pause_cluster.as_deref(), pause_millis(attempt))
             }
+            None => Box::pin(std::future::ready(())),
+        }
+    }
+}
+
+/// Waits about `millis` on a delayed callout to `cluster` (the pause cluster); at once when
+/// there is none, or the callout cannot be made.
+pub fn pause<'a>(callouts: &'a Callouts, cluster: Option<&str>, millis: u64) -> Pause<'a> {
+    let Some(cluster) = cluster else {
+        return Box::pin(std::future::ready(()));
+    };
+    let delay = millis.to_string();
+    let headers = vec![
+        (":method", "GET"),
+        (":path", PAUSE_PATH),
+        (":authority", "scim-edge-pause"),
+        ("x-envoy-fault-delay-request", delay.as_str()),
+    ];
+    match callouts.dispatch(cluster, headers, b"", Duration::from_millis(millis.saturating_add(1000))) {
+        // Whatever the answer (the delayed 204, or an error at once), the wait is over.
+        Ok(token) => Box::pin(async move {
+            let _ = callouts.wait(token).await;
+        }),
+        Err(why) => {
+            warn_once(&format!("scim-edge: waiters cannot pause, they retry at once: {why}"));
+            Box::pin(std::future::ready(()))
         }
     }
 }

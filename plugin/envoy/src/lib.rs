@@ -3,9 +3,11 @@
 //! The Envoy HTTP filter (proxy-wasm ABI 0.2.1 through the `proxy-wasm` 0.2.5 SDK, built for
 //! `wasm32-wasip1`): a thin adapter that hands `/scim/v2/…` and `/admin/v1/…` requests to
 //! [`scim_edge_core::handle`] and answers with what it returns. Every other request passes
-//! upstream untouched but for the product's own headers (`X-Acting-User`,
-//! [`scim_edge_core::admin::PRODUCT_HEADERS`]), which are removed so that no client can forge
-//! them. It holds no SCIM logic.
+//! upstream untouched but for the product's own headers (`X-Acting-User` and the edge's
+//! `x-scim-edge-*`, [`scim_edge_core::edge::strip_list`]), which are removed so that no client
+//! can forge them; on a route the `edge` configuration guards, the caller is first looked up
+//! (the worker's cache, else the store) and refused or let through with those headers set
+//! ([`scim_edge_core::edge`] decides; see [`edge`] for the host side). It holds no SCIM logic.
 //!
 //! What the adapter supplies to the core:
 //! - the request: method, path and query, every header (`:authority` as `Host`) and the whole
@@ -26,6 +28,10 @@
 //! - The core's future is polled ([`task`]); while a store callout is in flight the callback
 //!   returns `Pause`, and `on_http_call_response` polls again. When it is ready, the response
 //!   goes out with `send_http_response` as a local reply.
+//! - A guarded request whose caller is not cached pauses in its headers callback while the
+//!   lookup's callouts run; then either a local reply, or the headers are set and
+//!   `resume_http_request` lets it go upstream (a body sent meanwhile is buffered: the body
+//!   callback returns `Pause` until then).
 //!
 //! No code path panics: a panic would kill this worker's VM for every later request. Host
 //! calls go through the `Result`-returning `proxy_wasm::hostcalls`, never the SDK helpers that
@@ -34,6 +40,7 @@
 // The probe replaces the core, so the core's host services go unused in that build.
 #![cfg_attr(feature = "store-probe", allow(dead_code))]
 
+mod edge;
 mod etcd;
 mod host;
 #[cfg(feature = "store-probe")]
@@ -49,14 +56,14 @@ use bytes::Bytes;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use scim_edge_core::edge::{self as policy, CallerKey, Standing};
 use scim_edge_core::router::{self, Route};
-use scim_edge_core::ScimError;
+use scim_edge_core::{metrics as names, ScimError, StoreError};
 
-use crate::etcd::EtcdStore;
 use crate::settings::{Settings, StoreSettings};
 use crate::shared_data::SharedDataStore;
 use crate::store::HostStore;
-use crate::task::{Callouts, Reply, ResponseFuture, Step};
+use crate::task::{metrics, Callouts, Reply, ResponseFuture, Step, Task};
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { settings: None }) });
@@ -105,6 +112,7 @@ impl RootContext for Root {
             settings: self.settings.clone(),
             phase: Phase::Idle,
             callouts: Rc::default(),
+            request: None,
         }))
     }
 
@@ -118,6 +126,8 @@ struct Stream {
     settings: Option<Rc<Settings>>,
     phase: Phase,
     callouts: Rc<Callouts>,
+    /// A SCIM or admin request's path and method, for its stats.
+    request: Option<(String, http::Method)>,
 }
 
 enum Phase {
@@ -125,6 +135,8 @@ enum Phase {
     Idle,
     /// Not a SCIM or admin path: every callback continues.
     PassThrough,
+    /// A guarded route (`edge`), paused while the caller is looked up in the store.
+    Guarding { lookup: Task<Result<Standing, StoreError>>, key: CallerKey },
     /// Ours, waiting for the end of the body.
     Reading(Box<http::request::Parts>),
     /// The core is working on it.
@@ -152,16 +164,19 @@ impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // Envoy always answers this call here; it returns an empty list rather than an error.
         let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let ours = pairs
+        let path = pairs
             .iter()
             .find(|(name, _)| name == ":path")
             .and_then(|(_, path)| std::str::from_utf8(path).ok())
-            .map(|path| path.split('?').next().unwrap_or_default())
-            .is_some_and(|path| !matches!(router::route(path), Route::Other));
+            .map(|path| path.split('?').next().unwrap_or_default());
+        let ours = path.is_some_and(|path| !matches!(router::route(path), Route::Other));
         if !ours {
-            // The product's own headers never come from a client (`PRODUCT_HEADERS`): stripped,
-            // or the request is refused rather than passed on with a forged one.
-            for name in scim_edge_core::admin::PRODUCT_HEADERS {
+            let edge = self.settings.as_ref().and_then(|s| s.edge.as_ref());
+            let guarded = edge.is_some_and(|e| path.is_some_and(|p| e.guards(p)));
+            // The product's own headers never come from a client (`X-Acting-User` and the
+            // edge's): stripped from every request, or it is refused rather than passed on
+            // with a forged one.
+            for name in policy::strip_list(edge) {
                 if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
                     return self.respond(
                         ScimError::new(
@@ -171,6 +186,9 @@ impl HttpContext for Stream {
                         .into_response(),
                     );
                 }
+            }
+            if guarded {
+                return self.guard(&pairs);
             }
             self.phase = Phase::PassThrough;
             return Action::Continue;
@@ -208,7 +226,8 @@ impl HttpContext for Stream {
                 self.phase = phase;
                 Action::Continue
             }
-            phase @ (Phase::Running(_) | Phase::Answered) => {
+            // Buffered until the guard has decided.
+            phase @ (Phase::Running(_) | Phase::Guarding { .. } | Phase::Answered) => {
                 self.phase = phase;
                 Action::Pause
             }
@@ -218,7 +237,7 @@ impl HttpContext for Stream {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         match &self.phase {
             Phase::Idle | Phase::PassThrough => Action::Continue,
-            Phase::Running(_) | Phase::Answered => Action::Pause,
+            Phase::Running(_) | Phase::Guarding { .. } | Phase::Answered => Action::Pause,
             // SCIM clients do not send trailers; reading a buffered body from this callback is
             // not something Envoy promises, so refuse rather than guess.
             Phase::Reading(_) => {
@@ -234,17 +253,8 @@ impl Stream {
         let Some(settings) = self.settings.clone() else {
             return self.respond(ScimError::internal("scim-edge is not configured").into_response());
         };
-        let (store, clock) = match &settings.store {
-            StoreSettings::Etcd(etcd) => (
-                HostStore::Etcd(EtcdStore::new(etcd.clone(), self.callouts.clone())),
-                host::HostClock { pause: Some((self.callouts.clone(), etcd.clone())) },
-            ),
-            // Shared data is read and written synchronously: a lease is seen held only across
-            // worker threads, for microseconds, so a waiter retries at once.
-            StoreSettings::SharedData { prefix } => {
-                (HostStore::SharedData(SharedDataStore::new(prefix)), host::HostClock { pause: None })
-            }
-        };
+        let (store, clock) = self.host_services(&settings);
+        self.request = Some((head.uri.path().to_owned(), head.method.clone()));
         let req = http::Request::from_parts(head, body);
         #[cfg(not(feature = "store-probe"))]
         let future: ResponseFuture = Box::pin(async move {
@@ -266,10 +276,26 @@ impl Stream {
         self.drive()
     }
 
-    /// Polls the core's future; answers when it is ready.
+    /// The store and clock of a request, over this VM's settings.
+    fn host_services(&self, settings: &Settings) -> (HostStore, host::HostClock) {
+        match &settings.store {
+            StoreSettings::Etcd(etcd) => (
+                HostStore::Etcd(etcd::store(etcd.clone(), self.callouts.clone())),
+                host::HostClock { pause: Some((self.callouts.clone(), etcd.clone())) },
+            ),
+            // Shared data is read and written synchronously: a lease is seen held only across
+            // worker threads, for microseconds, so a waiter retries at once.
+            StoreSettings::SharedData { prefix } => {
+                (HostStore::SharedData(SharedDataStore::new(prefix)), host::HostClock { pause: None })
+            }
+        }
+    }
+
+    /// Polls the core's future (or the guard's lookup); answers when it is ready.
     fn drive(&mut self) -> Action {
         let step = match &mut self.phase {
             Phase::Running(future) => task::drive(future, &self.callouts),
+            Phase::Guarding { .. } => return self.drive_guard(true),
             _ => return Action::Pause,
         };
         match step {
@@ -288,6 +314,11 @@ impl Stream {
     /// Sends `res` as Envoy's local reply and ends the request.
     fn respond(&mut self, res: http::Response<Bytes>) -> Action {
         self.phase = Phase::Answered;
+        if let Some((path, method)) = self.request.take() {
+            for name in names::request(&path, &method, res.status().as_u16()) {
+                metrics::increment(&name);
+            }
+        }
         let (parts, body) = res.into_parts();
         let headers: Vec<(&str, &str)> = parts
             .headers

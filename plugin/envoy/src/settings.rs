@@ -4,7 +4,7 @@
 //! ```json
 //! {"scim":  {"adminTokenSha256": "<64 hex>", "publicBaseUrl": "https://scim.example.com"},
 //!  "store": {"type": "etcd", "cluster": "etcd", "authority": "127.0.0.1:2379",
-//!            "prefix": "scim-edge/", "timeoutMs": 2000}}
+//!            "prefix": "scim-edge/", "timeoutMs": 2000, "deadlineMs": 6000}}
 //! ```
 //! or `"store": {"type": "shared-data"}` (optionally with `"prefix"`).
 //!
@@ -14,6 +14,9 @@
 //!   For `etcd`, `cluster` names the Envoy cluster the callouts go to (default `etcd`),
 //!   `authority` is the `Host` they carry (default: the cluster name), `prefix` is put before
 //!   every key (default `scim-edge/`), `timeoutMs` bounds every callout (default 2000).
+//!   `deadlineMs` (default three times `timeoutMs`) is how long after its start a request may
+//!   still retry a failed etcd call on another member (see `scim_edge_etcd::policy`); a
+//!   request's first attempt at each call always runs.
 //!   `pauseCluster` (default `scim_pause`) is where a request waiting for a list another
 //!   request is changing parks between its reads of etcd: a `GET /scim-edge/pause` callout
 //!   carrying `x-envoy-fault-delay-request: <ms>`, which Envoy's fault filter on that cluster's
@@ -22,12 +25,17 @@
 //!   `""` turns it off (retries read again at once); a cluster without the fault filter
 //!   answers at once, which is the same.
 //!
+//! - `edge` (optional) guards the product's routes behind the filter: who the caller is, which
+//!   routes, what to do with unknown callers, the headers set for the product
+//!   (`scim_edge_core::edge` documents every key). Off when absent.
+//!
 //! Unknown keys are errors, so a typo cannot silently fall back to a default.
 
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
+use scim_edge_core::edge::EdgeConfig;
 use scim_edge_core::Config;
 use serde::Deserialize;
 
@@ -36,12 +44,15 @@ const DEFAULT_CLUSTER: &str = "etcd";
 const DEFAULT_PAUSE_CLUSTER: &str = "scim_pause";
 const DEFAULT_TIMEOUT_MS: u64 = 2000;
 const MAX_TIMEOUT_MS: u64 = 60_000;
+const MAX_DEADLINE_MS: u64 = 300_000;
 
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Settings {
     pub scim: Config,
     pub store: StoreSettings,
+    /// The product's routes the filter guards (`scim_edge_core::edge`); `None`: off.
+    pub edge: Option<EdgeConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +67,8 @@ pub struct EtcdSettings {
     pub authority: String,
     pub prefix: String,
     pub timeout: Duration,
+    /// Retries of failed etcd calls happen only this long after the request started.
+    pub deadline: Duration,
     /// Where waiters park between retries; `None`: they do not.
     pub pause_cluster: Option<String>,
 }
@@ -75,6 +88,7 @@ impl fmt::Display for SettingsError {
 struct Raw {
     scim: Option<serde_json::Value>,
     store: Option<RawStore>,
+    edge: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +100,7 @@ struct RawStore {
     authority: Option<String>,
     prefix: Option<String>,
     timeout_ms: Option<u64>,
+    deadline_ms: Option<u64>,
     pause_cluster: Option<String>,
 }
 
@@ -113,7 +128,11 @@ impl Settings {
             return Err(SettingsError(format!("\"store\" is missing: {STORE_HINT}")));
         };
         let store = store_settings(store)?;
-        Ok(Settings { scim, store })
+        let edge = match raw.edge {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(EdgeConfig::from_value(&v, &scim).map_err(|e| SettingsError(e.0))?),
+        };
+        Ok(Settings { scim, store, edge })
     }
 }
 
@@ -148,11 +167,18 @@ fn store_settings(raw: RawStore) -> Result<StoreSettings, SettingsError> {
                     "store.timeoutMs must be between 1 and {MAX_TIMEOUT_MS}, got {timeout_ms}"
                 )));
             }
+            let deadline_ms = raw.deadline_ms.unwrap_or(3 * timeout_ms);
+            if !(timeout_ms..=MAX_DEADLINE_MS).contains(&deadline_ms) {
+                return Err(SettingsError(format!(
+                    "store.deadlineMs must be between store.timeoutMs ({timeout_ms}) and {MAX_DEADLINE_MS}, got {deadline_ms}"
+                )));
+            }
             Ok(StoreSettings::Etcd(Rc::new(EtcdSettings {
                 cluster,
                 authority,
                 prefix,
                 timeout: Duration::from_millis(timeout_ms),
+                deadline: Duration::from_millis(deadline_ms),
                 pause_cluster: Some(pause_cluster).filter(|c| !c.is_empty()),
             })))
         }
@@ -161,6 +187,7 @@ fn store_settings(raw: RawStore) -> Result<StoreSettings, SettingsError> {
                 ("cluster", raw.cluster.is_some()),
                 ("authority", raw.authority.is_some()),
                 ("timeoutMs", raw.timeout_ms.is_some()),
+                ("deadlineMs", raw.deadline_ms.is_some()),
                 ("pauseCluster", raw.pause_cluster.is_some()),
             ] {
                 if set {
@@ -180,11 +207,12 @@ impl StoreSettings {
     pub fn describe(&self) -> String {
         match self {
             StoreSettings::Etcd(e) => format!(
-                "etcd via cluster {:?} (authority {}, prefix {:?}, timeout {} ms, waiters pause on {})",
+                "etcd via cluster {:?} (authority {}, prefix {:?}, timeout {} ms, retries for {} ms, waiters pause on {})",
                 e.cluster,
                 e.authority,
                 e.prefix,
                 e.timeout.as_millis(),
+                e.deadline.as_millis(),
                 e.pause_cluster.as_deref().map_or("nothing".to_owned(), |c| format!("{c:?}")),
             ),
             StoreSettings::SharedData { prefix } => {
@@ -212,6 +240,7 @@ mod tests {
                 authority: "etcd".into(),
                 prefix: "scim-edge/".into(),
                 timeout: Duration::from_millis(2000),
+                deadline: Duration::from_millis(6000),
                 pause_cluster: Some("scim_pause".into()),
             }))
         );
@@ -236,6 +265,10 @@ mod tests {
         assert!(err("{}").contains("\"store\" is missing"));
         assert!(err(r#"{"store":{"type":"redis"}}"#).contains("store.type \"redis\""));
         assert!(err(r#"{"store":{"type":"etcd","timeoutMs":0}}"#).contains("store.timeoutMs"));
+        assert!(
+            err(r#"{"store":{"type":"etcd","timeoutMs":500,"deadlineMs":400}}"#).contains("store.deadlineMs")
+        );
+        assert!(err(r#"{"store":{"type":"shared-data","deadlineMs":400}}"#).contains("store.deadlineMs"));
         assert!(err(r#"{"store":{"type":"etcd","clustr":"x"}}"#).contains("clustr"));
         assert!(err(r#"{"store":{"type":"shared-data","cluster":"x"}}"#).contains("store.cluster"));
         assert!(err(r#"{"store":{"type":"shared-data","pauseCluster":"x"}}"#).contains("store.pauseCluster"));
@@ -243,5 +276,12 @@ mod tests {
         assert!(err(r#"{"scim":{"adminTokenSha256":"xyz"},"store":{"type":"etcd"}}"#).contains("64 hex"));
         assert!(err(r#"{"scim":[],"store":{"type":"etcd"}}"#).contains("\"scim\" must be"));
         assert!(err("not json").contains("invalid scim-edge plugin configuration"));
+        assert!(err(r#"{"store":{"type":"etcd"},"edge":{"identity":{},"tenant":{"fixed":"a"}}}"#)
+            .contains("edge: identity"));
+        let s = Settings::from_json(
+            br#"{"store":{"type":"etcd"},"edge":{"identity":{"header":"x-user"},"tenant":{"fixed":"acme"}}}"#,
+        )
+        .unwrap();
+        assert!(s.edge.is_some_and(|e| e.guards("/app")));
     }
 }

@@ -17,25 +17,27 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proxy_wasm::hostcalls;
+use scim_edge_core::metrics as names;
 
-/// The core's response future, owned by the HTTP context of one request.
-pub type ResponseFuture = Pin<Box<dyn Future<Output = http::Response<Bytes>>>>;
+/// A future the HTTP context of one request owns and drives.
+pub type Task<T> = Pin<Box<dyn Future<Output = T>>>;
 
-/// How one callout ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// The cluster answered (any status: Envoy's own 503/504 for connect failures and
-    /// timeouts arrive here too).
-    Response { status: u16, body: Vec<u8> },
-    /// The callout failed without a response (stream reset).
-    Failed(String),
-}
+/// The core's response future.
+pub type ResponseFuture = Task<http::Response<Bytes>>;
+
+/// How one callout ended (Envoy's own 503/504 for connect failures and timeouts arrive as
+/// responses; a stream reset as `Failed`).
+pub use scim_edge_etcd::Reply;
 
 /// The callouts of one request: dispatched, and those whose reply has arrived.
 #[derive(Default)]
 pub struct Callouts {
-    slots: RefCell<Vec<(u32, Option<Reply>)>>,
+    slots: RefCell<Vec<Slot>>,
 }
+
+/// A callout's token, its reply once arrived, and when it was sent (ms; `None` for a pause,
+/// which is not a store call and not in the store's stats).
+type Slot = (u32, Option<Reply>, Option<u64>);
 
 impl Callouts {
     /// Sends an HTTP request to `cluster` and registers its token. The reply is delivered to
@@ -47,14 +49,25 @@ impl Callouts {
         body: &[u8],
         timeout: Duration,
     ) -> Result<u32, String> {
+        // A waiter's pause (`host::HostClock`) is no store call: not in the store's stats.
+        let store = !headers.iter().any(|(n, v)| *n == ":path" && *v == crate::host::PAUSE_PATH);
         match hostcalls::dispatch_http_call(cluster, headers, Some(body), Vec::new(), timeout) {
             Ok(token) => {
-                self.slots.borrow_mut().push((token, None));
+                let sent = if store {
+                    metrics::increment(metrics::STORE_CALLOUTS);
+                    Some(crate::host::now_millis())
+                } else {
+                    None
+                };
+                self.slots.borrow_mut().push((token, None, sent));
                 Ok(token)
             }
             // Envoy answers BadArgument for a cluster it does not know (or missing pseudo
             // headers) and InternalFailure when it cannot start the request.
             Err(status) => {
+                if store {
+                    metrics::increment(metrics::STORE_CALLOUT_FAILURES);
+                }
                 Err(format!("cannot call cluster {cluster:?}: {status:?} (is it defined in envoy.yaml?)"))
             }
         }
@@ -63,8 +76,17 @@ impl Callouts {
     /// Stores the reply of `token`. False if the token is not one of ours.
     pub fn complete(&self, token: u32, reply: Reply) -> bool {
         let mut slots = self.slots.borrow_mut();
-        match slots.iter_mut().find(|(t, r)| *t == token && r.is_none()) {
-            Some((_, slot)) => {
+        match slots.iter_mut().find(|(t, r, _)| *t == token && r.is_none()) {
+            Some((_, slot, sent)) => {
+                if let Some(sent) = *sent {
+                    metrics::record(
+                        metrics::STORE_CALLOUT_MS,
+                        crate::host::now_millis().saturating_sub(sent),
+                    );
+                    if matches!(reply, Reply::Failed(_) | Reply::Response { status: 500.., .. }) {
+                        metrics::increment(metrics::STORE_CALLOUT_FAILURES);
+                    }
+                }
                 *slot = Some(reply);
                 true
             }
@@ -74,13 +96,13 @@ impl Callouts {
 
     /// Callouts dispatched whose reply has not arrived.
     pub fn in_flight(&self) -> usize {
-        self.slots.borrow().iter().filter(|(_, r)| r.is_none()).count()
+        self.slots.borrow().iter().filter(|(_, r, _)| r.is_none()).count()
     }
 
     /// Removes and returns the reply of `token`, once it has arrived.
     fn take(&self, token: u32) -> Option<Reply> {
         let mut slots = self.slots.borrow_mut();
-        let pos = slots.iter().position(|(t, r)| *t == token && r.is_some())?;
+        let pos = slots.iter().position(|(t, r, _)| *t == token && r.is_some())?;
         slots.swap_remove(pos).1
     }
 
@@ -107,19 +129,57 @@ impl Future for Wait<'_> {
 }
 
 /// Where a request stands after one poll.
-pub enum Step {
-    Done(http::Response<Bytes>),
+pub enum Step<T> {
+    Done(T),
     /// Parked until a callout reply arrives.
     Waiting,
     /// Pending with nothing in flight: a bug, since nothing would ever poll it again.
     Stalled,
 }
 
-pub fn drive(future: &mut ResponseFuture, callouts: &Callouts) -> Step {
+pub fn drive<T>(future: &mut Task<T>, callouts: &Callouts) -> Step<T> {
     let mut cx = Context::from_waker(Waker::noop());
     match future.as_mut().poll(&mut cx) {
         Poll::Ready(res) => Step::Done(res),
         Poll::Pending if callouts.in_flight() > 0 => Step::Waiting,
         Poll::Pending => Step::Stalled,
+    }
+}
+
+/// Envoy stats (see `scim_edge_core::metrics`), defined on first use in this VM.
+pub mod metrics {
+    pub use super::names::{STORE_CALLOUTS, STORE_CALLOUT_FAILURES, STORE_CALLOUT_MS};
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::MetricType;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    thread_local! {
+        static IDS: RefCell<BTreeMap<String, Option<u32>>> = const { RefCell::new(BTreeMap::new()) };
+    }
+
+    fn id(name: &str, kind: MetricType) -> Option<u32> {
+        IDS.with(|ids| {
+            let mut ids = ids.borrow_mut();
+            if let Some(id) = ids.get(name) {
+                return *id;
+            }
+            // A stat that cannot be defined is not worth failing a request for: not counted.
+            let id = hostcalls::define_metric(kind, name).ok();
+            ids.insert(name.to_owned(), id);
+            id
+        })
+    }
+
+    pub fn increment(name: &str) {
+        if let Some(id) = id(name, MetricType::Counter) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    pub fn record(name: &str, value: u64) {
+        if let Some(id) = id(name, MetricType::Histogram) {
+            let _ = hostcalls::record_metric(id, value);
+        }
     }
 }

@@ -5,9 +5,14 @@
 // comes from the API is put into the page with textContent (the `h` helper below); nothing is
 // ever parsed as HTML.
 //
-// State lives in the URL hash (#/tenants, #/tenants/{id}/scim|users|log), so reloading keeps the
-// view, and in sessionStorage (the admin token, the "Acting as" choice per tenant), so closing
-// the tab forgets the token.
+// State lives in the URL hash (#/tenants, #/tenants/{id}/scim|users|groups|log, …/users/{user}),
+// so reloading keeps the view, and in sessionStorage (the admin token, the "Acting as" choice per
+// tenant), so closing the tab forgets the token.
+//
+// Two ways in: the operator's admin token (every tenant, "Acting as"), or a tenant person's
+// browser session from a sign-in link the product minted (an HttpOnly cookie the page never
+// sees; GET v1/session says who is signed in and hands over the anti-CSRF token). With a
+// session the page is that tenant's page only, with the controls the person's role allows.
 'use strict';
 
 (() => {
@@ -26,7 +31,19 @@
     'user.create', 'user.match', 'user.replace', 'user.update', 'user.delete', 'user.role', 'user.remove',
     'user.block', 'user.unblock',
     'group.create', 'group.replace', 'group.update', 'group.delete',
+    'session.link', 'session.start', 'session.refused', 'session.end', 'session.revoke',
   ];
+  // Roles by the names people know them by; extra roles are shown from their id.
+  const ROLE_LABELS = { user: 'User', administrator: 'Administrator', system_technician: 'System Technician' };
+  const roleLabel = (name) => ROLE_LABELS[name]
+    || String(name || '').split('_').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join(' ');
+  // Why a sign-in link did not work (/admin/#/link/{code}).
+  const LINK_PROBLEMS = {
+    expired: ['This sign-in link has expired', 'Sign-in links work for a few minutes only.'],
+    used: ['This sign-in link was already used', 'Each sign-in link signs in once.'],
+    invalid: ['This sign-in link is not valid', 'It may be incomplete, revoked, or already used by a session that has ended.'],
+    refused: ['This sign-in link cannot sign you in', 'Its user was removed or disabled since it was made.'],
+  };
   // What an administrator does about a refused sign-in (lastRefusedReason, in the API's words).
   const REFUSAL_HINT = {
     'wrong token': 'The Secret Token in Entra is not this connection\'s: paste the Authorization Header value '
@@ -99,6 +116,11 @@
 
   const state = {
     token: sessionStorage.getItem(TOKEN_KEY),
+    // The browser session of a tenant person (GET v1/session), or null for the operator.
+    session: null,
+    // The secret just generated is on screen (leaving the page asks first).
+    secretShown: false,
+    groups: { startIndex: 1, count: 25 },
     roles: BUILTIN_ROLES,
     tenantId: null,
     tenant: null,
@@ -154,9 +176,16 @@
    * the tenant list) and the operator's own look-ups (`tenant: false`) never do.
    */
   async function api(method, path, { body, tenant = false, token = state.token } = {}) {
-    const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
+    const headers = { Accept: 'application/json' };
+    const session = state.session && !token;
+    if (session) {
+      // The cookie authenticates; changes carry the anti-CSRF token.
+      if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = state.session.csrfToken;
+    } else {
+      headers.Authorization = `Bearer ${token}`;
+    }
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (tenant && state.acting) headers['X-Acting-User'] = state.acting.id;
+    if (tenant && state.acting && !session) headers['X-Acting-User'] = state.acting.id;
     let res;
     try {
       res = await fetch(API + path, {
@@ -164,7 +193,7 @@
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         cache: 'no-store',
-        credentials: 'omit',
+        credentials: session ? 'same-origin' : 'omit',
         redirect: 'error',
       });
     } catch (e) {
@@ -180,7 +209,8 @@
         ? data.detail
         : `${res.status} ${res.statusText || 'error'}`.trim();
       const err = new ApiError(res.status, detail, data);
-      if (res.status === 401 && token === state.token && state.token) signOut(`The admin token was rejected: ${detail}`);
+      if (res.status === 401 && session) sessionEnded(detail);
+      else if (res.status === 401 && token === state.token && state.token) signOut(`The admin token was rejected: ${detail}`);
       throw err;
     }
     return { status: res.status, data };
@@ -201,7 +231,8 @@
   function showError(err, what) {
     const status = err instanceof ApiError ? err.status : 0;
     let title = what ? `${what} failed` : 'Request failed';
-    if (status === 403 && state.acting) title = `Forbidden for ${state.acting.userName} (${state.acting.role})`;
+    if (status === 403 && state.session) title = `Not allowed for your role (${roleLabel(state.session.role)})`;
+    else if (status === 403 && state.acting) title = `Forbidden for ${state.acting.userName} (${state.acting.role})`;
     else if (status === 403) title = 'Forbidden';
     if (status) title += ` · ${status}`;
     $('error-title').textContent = title;
@@ -239,18 +270,29 @@
       try { return decodeURIComponent(p); } catch { return p; }
     });
     if (parts[0] === 'tenants' && parts[1]) {
-      const tab = ['scim', 'users', 'log'].includes(parts[2]) ? parts[2] : 'scim';
-      return { view: 'tenant', tenantId: parts[1], tab };
+      const tab = ['scim', 'users', 'groups', 'log'].includes(parts[2]) ? parts[2] : 'scim';
+      const item = (tab === 'users' || tab === 'groups') && parts[3] ? parts[3] : null;
+      return { view: 'tenant', tenantId: parts[1], tab, item };
     }
+    if (parts[0] === 'link') return { view: 'link', problem: parts[1] || 'invalid' };
     return { view: 'tenants' };
   }
 
   const tenantHash = (id, tab) => `#/tenants/${enc(id)}/${tab}`;
 
   function setView(name) {
+    const changed = document.body.dataset.screen !== name;
     for (const v of document.querySelectorAll('[data-view]')) show(v, v.dataset.view === name);
-    show($('session'), name !== 'signin');
+    show($('session'), name !== 'signin' && name !== 'link');
     document.body.dataset.screen = name;
+    // Keyboard and screen-reader users land on the new view's heading.
+    if (changed) {
+      const heading = document.querySelector(`[data-view="${name}"] h1`);
+      if (heading) {
+        if (!heading.hasAttribute('tabindex')) heading.setAttribute('tabindex', '-1');
+        heading.focus({ preventScroll: true });
+      }
+    }
   }
 
   async function route() {
@@ -260,22 +302,122 @@
       notify(state.flash);
       state.flash = null;
     }
+    const r = parseHash();
+    if (state.session) {
+      await routeSession(r, seq);
+      return;
+    }
     if (!state.token) {
-      setView('signin');
-      document.title = 'Sign in · scim-edge admin';
-      $('signin-token').focus();
+      if (r.view === 'link') {
+        showLinkProblem(LINK_PROBLEMS[r.problem] || LINK_PROBLEMS.invalid, null);
+      } else {
+        setView('signin');
+        document.title = 'Sign in · scim-edge admin';
+        $('signin-token').focus();
+      }
       loaded(seq);
       return;
     }
-    const r = parseHash();
     if (r.view === 'tenant') {
       setView('tenant');
-      await openTenant(r.tenantId, r.tab, seq);
+      await openTenant(r.tenantId, r.tab, seq, r.item);
     } else {
       setView('tenants');
       document.title = 'Tenants · scim-edge admin';
       await loadTenants(seq);
     }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // A tenant person's session (from a sign-in link)
+
+  const can = (permission) => !state.session || (state.session.permissions || []).includes(permission);
+
+  /** Reads the browser session, if any (the cookie is HttpOnly: only the API can tell). */
+  async function loadSession() {
+    try {
+      const res = await fetch(`${API}session`, {
+        headers: { Accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store', redirect: 'error',
+      });
+      if (!res.ok) return null;
+      return await res.json();
+    } catch {
+      return null;
+    }
+  }
+
+  function setReturnLink(el) {
+    const url = state.session && state.session.returnUrl;
+    if (url && /^https?:\/\//.test(url)) el.href = url;
+    show(el, Boolean(url && /^https?:\/\//.test(url)));
+  }
+
+  function renderSessionChrome() {
+    const s = state.session;
+    document.body.classList.toggle('tenant-session', Boolean(s));
+    if (!s) return;
+    const who = (s.user && (s.user.displayName || s.user.userName)) || 'you';
+    $('session-label').textContent = `${who} · ${roleLabel(s.role)} · ${s.tenantName || s.tenant}`;
+    $('brand').href = tenantHash(s.tenant, 'scim');
+    setReturnLink($('return-link'));
+  }
+
+  async function routeSession(r, seq) {
+    const s = state.session;
+    renderSessionChrome();
+    if (!can('viewUsers')) {
+      setView('norole');
+      document.title = 'Role needed · scim-edge';
+      const who = (s.user && (s.user.displayName || s.user.userName)) || 'You';
+      $('norole-text').textContent = `${who} is signed in to ${s.tenantName || s.tenant} with the `
+        + `${roleLabel(s.role)} role. SCIM provisioning and the users of your organization are managed by `
+        + 'Administrators and System Technicians.';
+      setReturnLink($('norole-return'));
+      loaded(seq);
+      return;
+    }
+    if (r.view !== 'tenant' || r.tenantId !== s.tenant) {
+      location.replace(tenantHash(s.tenant, r.tab || 'scim'));
+      loaded(seq);
+      return;
+    }
+    setView('tenant');
+    await openTenant(r.tenantId, r.tab, seq, r.item);
+  }
+
+  function showLinkProblem([title, text], returnUrl) {
+    setView('link');
+    document.title = `${title} · scim-edge`;
+    $('link-title').textContent = title;
+    $('link-text').textContent = text;
+    const back = $('link-return');
+    if (returnUrl) back.href = returnUrl;
+    show(back, Boolean(returnUrl));
+  }
+
+  /** The session ended (signed out, expired, revoked, or the user lost access). */
+  function sessionEnded(detail) {
+    const returnUrl = state.session && state.session.returnUrl;
+    state.session = null;
+    state.tenantId = null;
+    state.tenant = null;
+    hideSecret();
+    bump();
+    clearMessages();
+    renderSessionChrome();
+    showLinkProblem(['You are signed out', detail || 'Your session has ended.'], returnUrl);
+  }
+
+  async function signOutSession() {
+    try {
+      await api('DELETE', 'session');
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401) {
+        showError(e, 'Signing out');
+        return;
+      }
+    }
+    if (state.session) sessionEnded('You signed out. Open the SCIM settings from your product to sign in again.');
   }
 
   // ---------------------------------------------------------------------------------------
@@ -433,7 +575,7 @@
   // ---------------------------------------------------------------------------------------
   // One tenant: header, "Acting as", tabs
 
-  async function openTenant(id, tab, seq) {
+  async function openTenant(id, tab, seq, item = null) {
     const switched = id !== state.tenantId;
     if (switched) {
       state.tenantId = id;
@@ -441,20 +583,29 @@
       state.acting = null;
       state.candidates = [];
       state.users.startIndex = 1;
+      state.groups.startIndex = 1;
       hideSecret();
       renderTenantHead();
     }
-    if (tab !== state.tab) hideSecret();
+    // The secret stays on its panel while the person looks at other tabs (it is lost only by
+    // "I have copied them", leaving the tenant, or leaving the page, which asks first).
+    const tabChanged = tab !== state.tab;
     state.tab = tab;
+    state.item = item;
     for (const t of document.querySelectorAll('[data-tab]')) {
       const on = t.dataset.tab === tab;
       t.href = tenantHash(id, t.dataset.tab);
       t.setAttribute('aria-selected', String(on));
+      t.tabIndex = on ? 0 : -1;
       t.classList.toggle('active', on);
     }
     for (const p of document.querySelectorAll('[data-panel]')) show(p, p.dataset.panel === tab);
-    const tabTitle = { scim: 'SCIM Provisioning', users: 'Users', log: 'Provisioning log' }[tab];
-    document.title = `${tabTitle} · ${id} · scim-edge admin`;
+    const tabTitle = { scim: 'SCIM Provisioning', users: 'Users', groups: 'Groups', log: 'Provisioning log' }[tab];
+    const where = state.session ? (state.session.tenantName || id) : id;
+    document.title = `${tabTitle} · ${where} · scim-edge`;
+    if (tabChanged && document.activeElement && document.activeElement.getAttribute('role') !== 'tab') {
+      $('tenant-heading').focus({ preventScroll: true });
+    }
     await loadTab(seq);
   }
 
@@ -464,18 +615,22 @@
     panel.setAttribute('aria-busy', 'true');
     let ok = false;
     // Who one can act as changes with every SCIM cycle: re-read it with each section.
-    await loadCandidates(seq);
+    if (!state.session) await loadCandidates(seq);
     if (seq !== state.seq) return;
     try {
       // The header's data (name, plan, counts) comes with the tenant, fetched as the acting user.
       await loadTenant(seq);
       if (seq !== state.seq) return;
       if (state.tab === 'users') await loadUsers(seq);
+      else if (state.tab === 'groups') await loadGroups(seq);
       else if (state.tab === 'log') await loadLog(seq, false);
       ok = true;
     } catch (e) {
       if (seq === state.seq) {
-        const what = { scim: 'Opening SCIM Provisioning', users: 'Loading the users', log: 'Loading the provisioning log' }[state.tab];
+        const what = {
+          scim: 'Opening SCIM Provisioning', users: 'Loading the users', groups: 'Loading the groups',
+          log: 'Loading the provisioning log',
+        }[state.tab];
         showError(e, what);
         renderForbidden(panel, e);
       }
@@ -495,7 +650,9 @@
       msg = h('p', { class: 'panel-error', testid: 'panel-error' });
       panel.prepend(msg);
     }
-    msg.textContent = e instanceof ApiError && e.status === 403
+    msg.textContent = e instanceof ApiError && e.status === 403 && state.session
+      ? `Your role (${roleLabel(state.session.role)}) cannot open this section.`
+      : e instanceof ApiError && e.status === 403
       ? `Not available when acting as ${state.acting ? state.acting.userName : 'this user'}: ${e.detail}`
       : `Could not load this section: ${e instanceof ApiError ? e.detail : e}`;
   }
@@ -559,6 +716,9 @@
   }
 
   function renderActing() {
+    show($('acting-box'), !state.session);
+    show($('crumbs'), !state.session);
+    if (state.session) return;
     const sel = $('acting-as');
     const opts = [h('option', { value: '', text: 'Operator (admin token)' })];
     for (const u of state.candidates) {
@@ -635,6 +795,11 @@
       fail.textContent = fmtNum(c.failures);
       fail.classList.toggle('text-danger', Boolean(c.failures));
     }
+    // Changing the tenant is an Administrator's; the plan is the operator's.
+    show($('tenant-settings-form'), can('manageUsers'));
+    $('settings-plan').disabled = Boolean(state.session);
+    show($('settings-plan-hint-session'), Boolean(state.session));
+    show($('settings-plan-hint'), !state.session);
     $('scim-expires-hint').textContent = t.tokenLifetimeDays
       ? `Empty: the tenant default, ${t.tokenLifetimeDays} days.`
       : 'Empty: the token does not expire (no tenant default).';
@@ -649,16 +814,31 @@
 
   function hideSecret() {
     for (const id of ['secret-url', 'secret-token', 'secret-auth-header']) $(id).value = '';
+    for (const b of document.querySelectorAll('[data-reveal]')) setRevealed(b, false);
     show($('scim-secret'), false);
+    state.secretShown = false;
   }
 
   function showSecret(conn) {
     $('secret-url').value = conn.url || '';
     $('secret-token').value = conn.token || '';
     $('secret-auth-header').value = conn.authorizationHeader || (conn.token ? `Bearer ${conn.token}` : '');
+    for (const b of document.querySelectorAll('[data-reveal]')) setRevealed(b, false);
+    show($('secret-http-warning'), /^http:\/\//i.test(conn.url || ''));
     show($('scim-secret'), true);
+    state.secretShown = true;
     $('scim-secret').scrollIntoView({ block: 'nearest' });
     $('copy-url').focus();
+  }
+
+  /** The mask of a secret field: shown as dots until "Show". */
+  function setRevealed(button, on) {
+    const input = document.getElementById(button.dataset.reveal);
+    input.type = on ? 'text' : 'password';
+    button.textContent = on ? 'Hide' : 'Show';
+    button.setAttribute('aria-pressed', String(on));
+    const label = button.getAttribute('aria-label') || '';
+    button.setAttribute('aria-label', label.replace(/^(Show|Hide)/, on ? 'Hide' : 'Show'));
   }
 
   async function generate(regenerate) {
@@ -813,6 +993,9 @@
 
   async function loadUsers(seq) {
     for (const id of ['users-role', 'users-source', 'users-q']) $(id).disabled = blockedView();
+    const detail = $('user-detail');
+    show(detail, Boolean(state.item));
+    if (state.item) await loadUserDetail(seq, state.item);
     if (blockedView()) return loadBlocks(seq);
     const { data } = await tapi('GET', `/users?${userQuery()}`);
     if (seq !== state.seq) return;
@@ -823,12 +1006,53 @@
     state.users.startIndex = start;
     state.users.count = Number($('users-count').value);
     $('users-body').replaceChildren(...users.map(userRow));
+    const filtered = ['users-state', 'users-role', 'users-source', 'users-q'].some((id) => $(id).value.trim());
+    $('users-empty').textContent = filtered || total > 0
+      ? 'No users match.'
+      : 'No users yet. Assign users to the application in Microsoft Entra ID (Users and groups) and start '
+        + 'provisioning: they appear here after its next cycle, with the User role.';
     show($('users-empty'), users.length === 0);
     $('users-range').textContent = users.length
       ? `${start}–${start + users.length - 1} of ${total.toLocaleString()}`
       : `0 of ${total.toLocaleString()}`;
     $('users-prev').disabled = start <= 1;
     $('users-next').disabled = start + users.length > total || users.length === 0;
+  }
+
+  /** A user's detail: what Entra sent, state, role, source, groups and the user's log entries. */
+  async function loadUserDetail(seq, id) {
+    const [{ data: u }, { data: log }] = await Promise.all([
+      tapi('GET', `/users/${enc(id)}`),
+      tapi('GET', `/log?${new URLSearchParams({ user: id, count: '20' })}`),
+    ]);
+    if (seq !== state.seq) return;
+    const a = u.attributes || {};
+    const ent = a['urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'] || {};
+    const name = a.name ? [a.name.givenName, a.name.familyName].filter(Boolean).join(' ') || a.name.formatted : null;
+    const emails = Array.isArray(a.emails) ? a.emails.map((e) => e && e.value).filter(Boolean).join(', ') : null;
+    const manager = ent.manager ? (ent.manager.displayName || ent.manager.value) : null;
+    const rows = [
+      ['User name', u.userName], ['Display name', u.displayName], ['Name', name], ['Emails', emails],
+      ['Department', ent.department], ['Manager', manager], ['externalId', u.externalId],
+      ['State', u.state === 'active' ? 'Active' : 'Disabled'], ['Role', roleLabel(u.role)],
+      ['Source', u.source === 'scim' ? 'SCIM (Microsoft Entra ID)' : 'Local'],
+      ['Created', fmtTime(u.created)], ['Last changed', fmtTime(u.lastModified)],
+    ];
+    $('user-detail-title').textContent = u.displayName || u.userName;
+    $('user-detail-props').replaceChildren(...rows.flatMap(([k, v]) => [
+      h('dt', { text: k }), h('dd', { testid: `user-detail-${k.toLowerCase().replace(/\s+/g, '-')}`, text: v || '—' })]));
+    const groups = u.groups || [];
+    $('user-detail-groups').replaceChildren(...(groups.length
+      ? groups.map((g) => h('li', { testid: 'user-detail-group', text: g.displayName || g.id }))
+      : [h('li', { class: 'muted', text: 'In no provisioned group.' })]));
+    const entries = (log && log.entries) || [];
+    $('user-detail-log').replaceChildren(...(entries.length
+      ? entries.map((e) => h('li', { testid: 'user-detail-log-entry' },
+        timeEl(e.time, '—'), ' ', h('code', { text: e.operation }), ` by ${actorText(e.actor)}`,
+        e.outcome === 'success' ? '' : ` — failed (${e.status}): ${e.detail || ''}`))
+      : [h('li', { class: 'muted', text: 'No entries for this user.' })]));
+    $('user-detail-close').href = tenantHash(state.tenantId, 'users');
+    $('user-detail').focus({ preventScroll: false });
   }
 
   async function loadBlocks(seq) {
@@ -869,10 +1093,10 @@
       h('td', {}, h('span', { class: 'muted', text: '—' })),
       h('td', {}, h('span', { class: 'muted', text: '—' })),
       h('td', { class: 'row-actions' },
-        h('button', {
+        can('manageUsers') ? h('button', {
           type: 'button', class: 'btn btn-small', testid: 'block-unblock',
           'aria-label': `Unblock ${b.userName}`, text: 'Unblock', onclick: () => unblock(b),
-        })));
+        }) : null));
   }
 
   async function unblock(b) {
@@ -895,38 +1119,70 @@
     }
   }
 
-  function roleSelect(u) {
+  const isSelf = (u) => Boolean(state.session && state.session.user && state.session.user.id === u.id);
+
+  /**
+   * The role cell: the role by name, and for who may change it a selector with an explicit
+   * "Change" button and a confirm, so arrowing through the options saves nothing.
+   */
+  function roleCell(u) {
+    if (!can('manageUsers') || isSelf(u)) {
+      return h('span', { testid: 'user-role-name', text: roleLabel(u.role) });
+    }
     const names = state.roles.map((r) => r.name);
     if (!names.includes(u.role)) names.push(u.role);
     const sel = h('select', { testid: 'user-role', 'aria-label': `Role of ${u.userName}` },
-      names.map((n) => h('option', { value: n, text: n })));
+      names.map((n) => h('option', { value: n, text: roleLabel(n) })));
     sel.value = u.role;
     sel.dataset.current = u.role;
-    sel.addEventListener('change', () => changeRole(u, sel));
-    return sel;
+    const apply = h('button', {
+      type: 'button', class: 'btn btn-small', testid: 'user-role-apply', disabled: true,
+      'aria-label': `Change the role of ${u.userName}`, text: 'Change',
+    });
+    sel.addEventListener('change', () => { apply.disabled = sel.value === sel.dataset.current; });
+    apply.addEventListener('click', () => changeRole(u, sel, apply));
+    return h('div', { class: 'role-cell' }, sel, apply);
   }
 
   function userRow(u) {
     return h('tr', { testid: 'user-row', dataset: { userId: u.id, userName: u.userName, state: u.state, role: u.role } },
       h('td', {},
-        h('div', { class: 'strong', testid: 'user-username', text: u.userName }),
+        h('a', {
+          class: 'strong', testid: 'user-username', text: u.userName,
+          href: `${tenantHash(state.tenantId, 'users')}/${enc(u.id)}`, 'aria-label': `Details of ${u.userName}`,
+        }),
         u.email && u.email !== u.userName ? h('div', { class: 'muted small', text: u.email }) : null),
       h('td', { testid: 'user-displayname' }, u.displayName || h('span', { class: 'muted', text: '—' })),
       h('td', {}, badge(u.state === 'active' ? 'Active' : 'Disabled', u.state === 'active' ? 'ok' : 'neutral', 'user-state')),
-      h('td', {}, roleSelect(u)),
+      h('td', {}, roleCell(u)),
       h('td', {}, badge(u.source === 'scim' ? 'SCIM' : 'Local', u.source === 'scim' ? 'info' : 'neutral', 'user-source')),
       h('td', { class: 'row-actions' },
-        h('button', {
+        can('manageUsers') && !isSelf(u) ? h('button', {
           type: 'button', class: 'btn btn-small btn-danger-quiet', testid: 'user-remove',
           'aria-label': `Remove ${u.userName}`, text: 'Remove', onclick: () => removeUser(u),
-        })));
+        }) : null));
   }
 
-  async function changeRole(u, sel) {
+  async function changeRole(u, sel, apply) {
     clearMessages();
     const role = sel.value;
     const before = sel.dataset.current;
+    if (role === before) return;
+    const ok = await confirmDialog({
+      title: `Change the role of ${u.userName}?`,
+      text: `From ${roleLabel(before)} to ${roleLabel(role)}. ${role === 'user'
+        ? 'The user can then no longer manage SCIM or users here.'
+        : 'The role decides what the user may do on this page.'}`,
+      ok: `Make ${roleLabel(role)}`,
+    });
+    if (!ok) {
+      sel.value = before;
+      apply.disabled = true;
+      sel.focus();
+      return;
+    }
     sel.disabled = true;
+    apply.disabled = true;
     const seq = state.seq;
     try {
       const { data } = await tapi('PATCH', `/users/${enc(u.id)}`, { body: { role } });
@@ -936,13 +1192,14 @@
       u.role = now;
       const row = sel.closest('tr');
       if (row) row.dataset.role = now;
-      notify(`${u.userName} is now ${now}.`);
-      if (seq === state.seq) await refreshCandidates(seq);
+      notify(`${u.userName} is now ${roleLabel(now)}.`);
+      if (seq === state.seq && !state.session) await refreshCandidates(seq);
     } catch (e) {
       sel.value = before;
       showError(e, `Changing the role of ${u.userName}`);
     } finally {
       sel.disabled = false;
+      apply.disabled = sel.value === sel.dataset.current;
     }
   }
 
@@ -962,7 +1219,7 @@
       notify(`${u.userName} was removed and blocked.`);
       if (seq !== state.seq) return;
       await loadUsers(seq);
-      await refreshCandidates(seq);
+      if (!state.session) await refreshCandidates(seq);
     } catch (e) {
       showError(e, `Removing ${u.userName}`);
     }
@@ -979,6 +1236,46 @@
     const seq = bump();
     clearMessages();
     await loadTab(seq);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Groups
+
+  async function loadGroups(seq) {
+    const p = new URLSearchParams({ startIndex: String(state.groups.startIndex), count: String(state.groups.count) });
+    const { data } = await tapi('GET', `/groups?${p}`);
+    if (seq !== state.seq) return;
+    const groups = (data && data.groups) || [];
+    const total = (data && data.totalResults) || 0;
+    const start = (data && data.startIndex) || 1;
+    $('groups-body').replaceChildren(...groups.map((g) => h('tr', { testid: 'group-row', dataset: { groupId: g.id, name: g.displayName } },
+      h('td', {},
+        h('a', {
+          class: 'strong', testid: 'group-name', text: g.displayName || g.id,
+          href: `${tenantHash(state.tenantId, 'groups')}/${enc(g.id)}`, 'aria-label': `Members of ${g.displayName || g.id}`,
+        }),
+        g.externalId ? h('div', { class: 'muted small', text: `externalId ${g.externalId}` }) : null),
+      h('td', { class: 'num', testid: 'group-members-count', text: fmtNum(g.members) }))));
+    show($('groups-empty'), groups.length === 0);
+    $('groups-range').textContent = groups.length ? `${start}–${start + groups.length - 1} of ${total.toLocaleString()}` : '';
+    $('groups-prev').disabled = start <= 1;
+    $('groups-next').disabled = start + groups.length > total || groups.length === 0;
+    const box = $('group-members');
+    show(box, Boolean(state.item));
+    if (!state.item) return;
+    const { data: g } = await tapi('GET', `/groups/${enc(state.item)}?count=100`);
+    if (seq !== state.seq) return;
+    $('group-members-title').textContent = `Members of ${g.displayName || g.id}`;
+    const members = g.members || [];
+    $('group-members-list').replaceChildren(...(members.length
+      ? members.map((m) => h('li', { testid: 'group-member' },
+        h('a', { href: `${tenantHash(state.tenantId, 'users')}/${enc(m.id)}`, text: m.userName || m.id }),
+        m.displayName ? h('span', { class: 'muted', text: ` ${m.displayName}` }) : null,
+        m.state === 'disabled' ? h('span', { class: 'muted', text: ' (disabled)' }) : null))
+      : [h('li', { class: 'muted', text: 'No members.' })]));
+    $('group-members-range').textContent = g.totalResults > members.length
+      ? `The first ${members.length} of ${g.totalResults} members.` : `${g.totalResults} ${g.totalResults === 1 ? 'member' : 'members'}.`;
+    box.focus({ preventScroll: false });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1009,10 +1306,13 @@
 
   function logQuery(before) {
     const p = new URLSearchParams({ count: $('log-count').value || String(LOG_PAGE) });
-    for (const [k, id] of [['operation', 'log-operation'], ['outcome', 'log-outcome'], ['actor', 'log-actor']]) {
-      const v = $(id).value;
+    for (const [k, id] of [['operation', 'log-operation'], ['outcome', 'log-outcome'], ['actor', 'log-actor'], ['user', 'log-target-filter']]) {
+      const v = $(id).value.trim();
       if (v) p.set(k, v);
     }
+    // Whole days, in UTC (the log's times).
+    if ($('log-from').value) p.set('since', `${$('log-from').value}T00:00:00.000Z`);
+    if ($('log-to').value) p.set('until', `${$('log-to').value}T23:59:59.999Z`);
     if (before != null) p.set('before', String(before));
     return p.toString();
   }
@@ -1023,11 +1323,42 @@
     const entries = (data && data.entries) || [];
     const rows = entries.map(logRow);
     if (older) $('log-body').append(...rows); else $('log-body').replaceChildren(...rows);
+    state.log.entries = (older ? (state.log.entries || []) : []).concat(entries);
+    $('log-empty').textContent = logFiltered() ? 'No entries match.'
+      : 'Nothing logged yet. Generate the SCIM configuration and start provisioning in Microsoft Entra ID: '
+        + 'every change it makes, and every change made here, is listed.';
     state.log.shown = (older ? state.log.shown : 0) + entries.length;
     state.log.next = data && data.next != null ? data.next : null;
     show($('log-empty'), state.log.shown === 0);
     $('log-range').textContent = `${state.log.shown.toLocaleString()} ${state.log.shown === 1 ? 'entry' : 'entries'}, newest first`;
     $('log-older').disabled = state.log.next == null || entries.length === 0;
+  }
+
+  function logFiltered() {
+    return ['log-operation', 'log-outcome', 'log-actor', 'log-target-filter', 'log-from', 'log-to'].some((id) => $(id).value.trim());
+  }
+
+  /** Downloads the entries shown (with the filters applied) as CSV or JSON. */
+  function exportLog(format) {
+    const entries = state.log.entries || [];
+    let blob;
+    if (format === 'json') {
+      blob = new Blob([JSON.stringify(entries, null, 2)], { type: 'application/json' });
+    } else {
+      const cols = ['seq', 'time', 'actor', 'operation', 'resourceType', 'target', 'targetName', 'outcome', 'status', 'detail'];
+      const cell = (v) => {
+        const t = v == null ? '' : String(v);
+        // Quoted, and formula-looking cells defused for spreadsheets.
+        return `"${(/^[=+\-@]/.test(t) ? `'${t}` : t).replace(/"/g, '""')}"`;
+      };
+      const lines = [cols.join(',')].concat(entries.map((e) => cols.map((c) => cell(c === 'actor' ? actorText(e.actor) : e[c])).join(',')));
+      blob = new Blob([`${lines.join('\r\n')}\r\n`], { type: 'text/csv' });
+    }
+    const a = h('a', { href: URL.createObjectURL(blob), download: `provisioning-log-${state.tenantId}.${format}` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
   }
 
   async function loadOlder() {
@@ -1048,15 +1379,49 @@
   // ---------------------------------------------------------------------------------------
   // Wiring
 
-  function debounce(fn, ms) {
-    let t = null;
-    return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
-  }
-
   function init() {
     $('log-operation').append(...OPERATIONS.map((o) => h('option', { value: o, text: o })));
     $('signin-form').addEventListener('submit', signIn);
-    $('sign-out').addEventListener('click', () => signOut());
+    $('sign-out').addEventListener('click', () => (state.session ? signOutSession() : signOut()));
+    $('norole-sign-out').addEventListener('click', signOutSession);
+    $('link-operator').addEventListener('click', () => {
+      setView('signin');
+      $('signin-token').focus();
+    });
+    for (const b of document.querySelectorAll('[data-reveal]')) {
+      b.addEventListener('click', () => setRevealed(b, b.getAttribute('aria-pressed') !== 'true'));
+    }
+    // The secret is shown once: leaving or reloading the page asks first.
+    window.addEventListener('beforeunload', (e) => {
+      if (!state.secretShown) return;
+      e.preventDefault();
+      e.returnValue = '';
+    });
+    // Tabs: arrow keys move between them (and open the one reached), Home/End to the ends.
+    $('tab-scim').parentElement.addEventListener('keydown', (e) => {
+      const tabs = [...document.querySelectorAll('[data-tab]')];
+      const i = tabs.indexOf(document.activeElement);
+      if (i < 0) return;
+      let j = null;
+      if (e.key === 'ArrowRight') j = (i + 1) % tabs.length;
+      else if (e.key === 'ArrowLeft') j = (i - 1 + tabs.length) % tabs.length;
+      else if (e.key === 'Home') j = 0;
+      else if (e.key === 'End') j = tabs.length - 1;
+      if (j === null) return;
+      e.preventDefault();
+      tabs[j].focus();
+      location.hash = tabs[j].getAttribute('href');
+    });
+    $('groups-prev').addEventListener('click', () => {
+      state.groups.startIndex = Math.max(1, state.groups.startIndex - state.groups.count);
+      const seq = bump(); loadTab(seq);
+    });
+    $('groups-next').addEventListener('click', () => {
+      state.groups.startIndex += state.groups.count;
+      const seq = bump(); loadTab(seq);
+    });
+    $('log-export-csv').addEventListener('click', () => exportLog('csv'));
+    $('log-export-json').addEventListener('click', () => exportLog('json'));
     $('error-dismiss').addEventListener('click', () => show($('error-banner'), false));
     $('notice-dismiss').addEventListener('click', () => show($('notice'), false));
     $('tenants-refresh').addEventListener('click', () => route());
@@ -1081,7 +1446,8 @@
     for (const id of ['users-state', 'users-role', 'users-source', 'users-count']) {
       $(id).addEventListener('change', () => reloadUsers(true));
     }
-    $('users-q').addEventListener('input', debounce(() => reloadUsers(true), 350));
+    // The search runs on Enter or "Search", not per keystroke: a text search reads the tenant's
+    // users on the server (the filters are not indexed), so it is not run for every letter.
     $('users-refresh').addEventListener('click', () => reloadUsers(false));
     $('users-prev').addEventListener('click', () => {
       state.users.startIndex = Math.max(1, state.users.startIndex - state.users.count);
@@ -1092,14 +1458,27 @@
       reloadUsers(false);
     });
 
-    for (const id of ['log-operation', 'log-outcome', 'log-actor', 'log-count']) {
+    for (const id of ['log-operation', 'log-outcome', 'log-actor', 'log-count', 'log-from', 'log-to']) {
       $(id).addEventListener('change', () => { const seq = bump(); clearMessages(); loadTab(seq); });
     }
     $('log-refresh').addEventListener('click', () => { const seq = bump(); clearMessages(); loadTab(seq); });
+    // Enter in a filter field must not submit the form (a page load); the field's change reloads.
+    $('log-filters').addEventListener('submit', (e) => e.preventDefault());
+    // On Enter or leaving the field (change), not per keystroke.
+    $('log-target-filter').addEventListener('change', () => { const seq = bump(); clearMessages(); loadTab(seq); });
     $('log-older').addEventListener('click', loadOlder);
 
     window.addEventListener('hashchange', () => route());
-    if (state.token) loadRoles().finally(route); else route();
+    if (state.token) {
+      loadRoles().finally(route);
+    } else {
+      // Opened from a sign-in link? The session (if any) decides what this page is.
+      loadSession().then(async (session) => {
+        state.session = session;
+        if (session) await loadRoles();
+        route();
+      });
+    }
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

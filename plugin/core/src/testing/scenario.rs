@@ -1589,8 +1589,9 @@ impl<'t, T: Target> Run<'t, T> {
     /// The product guide: "If you need to remove a user's access urgently, manually remove them
     /// from the Users page." The removal leaves a block that Entra's next cycle — an attribute
     /// change (PATCH), re-enable (PATCH `active` true, path and path-less), PUT, and its
-    /// match-before-create (query, then POST, also under a new `userName` with the same
-    /// `externalId`) — cannot undo; an administrator lifts it; Entra's hard delete lifts it too.
+    /// match-before-create (query, then POST) — cannot undo, while another person sharing its
+    /// `externalId` can still be provisioned; an administrator lifts it; Entra's hard delete
+    /// lifts it too.
     /// Leaves the tenant without the users it created.
     async fn urgent_removal(&mut self, g: &Group) -> Result<(), Failure> {
         self.step("urgent removal: user provisioned and in a group");
@@ -1614,8 +1615,9 @@ impl<'t, T: Target> Run<'t, T> {
         self.stored_json(&keys::block(&tenant, &u.id)).await?;
         // The userName's entry stays, naming the removed id: the block's anchor.
         self.stored_id(&keys::index(&tenant, Index::UserName, &u.user_name), &u.id).await?;
-        let (seen, x) = self.stored_text(&keys::block_external_id(&tenant, &u.external_id)).await?;
-        self.ok(x == u.id, &seen, || format!("the externalId block key naming {}", u.id))?;
+        // `externalId` is not unique by default (two people may share one): the block does
+        // not cover it (`blocks` module doc).
+        self.stored_absent(&keys::block_external_id(&tenant, &u.external_id)).await?;
         let ex = self.scim(Method::GET, &format!("Users/{}", u.id), None).await?;
         self.scim_error(&ex, 404, None)?;
 
@@ -1648,15 +1650,19 @@ impl<'t, T: Target> Run<'t, T> {
         }
         let ex = self.scim(Method::POST, "Users", Some(&other_case)).await?;
         self.refused_by_block(&ex, &u, &blocked_at)?;
-        // Renamed in Entra: the same person (externalId) under another userName.
-        let renamed = User { user_name: format!("Renamed_{}", self.guid()), ..u.clone() };
-        let ex = self.scim(Method::POST, "Users", Some(&Self::user_body(&renamed, false))).await?;
-        self.refused_by_block(&ex, &u, &blocked_at)?;
+
+        self.step("urgent removal: another person with the same externalId is not blocked");
+        // By default two people may share an externalId (Entra fills it from mailNickname):
+        // a create under another userName is another person, not the removed one.
+        let other = User { user_name: format!("Other_{}", self.guid()), id: String::new(), ..u.clone() };
+        let (other, _) = self.create_user(other.clone(), &Self::user_body(&other, false)).await?;
+        let ex = self.scim(Method::DELETE, &format!("Users/{}", other.id), None).await?;
+        self.no_content(&ex)?;
 
         self.step("urgent removal: the user stays absent");
         self.find("Users?", &format!("userName eq \"{}\"", u.user_name), &[]).await?;
         self.find("Users?", &format!("externalId eq \"{}\"", u.external_id), &[]).await?;
-        self.find("Users?", &format!("userName eq \"{}\"", renamed.user_name), &[]).await?;
+        self.find("Users?", &format!("userName eq \"{}\"", other.user_name), &[]).await?;
         self.stored_absent(&keys::user(&tenant, &u.id)).await?;
         let ex = self.admin_call(Method::GET, &format!("{users}/{}", u.id), Some(&admin), None).await?;
         self.status(&ex, &[404])?;
