@@ -5,9 +5,14 @@
 //! Mutations of one list are serialised by a lease (`keys::List::lock_key`) taken with the
 //! store's compare-and-swap; a holder that died is overtaken when its lease expires. The
 //! mutation's writes go with the release as one [`Store::apply`] ([`Held::commit`]): on etcd
-//! one transaction, so the lease is held for two writes, not one per key. Reads
-//! take no lease: a page read during a mutation may miss or repeat one id, which SCIM paging
-//! tolerates (RFC 7644 §3.4.2.4 does not promise snapshot consistency).
+//! one transaction, so the lease is held for two writes, not one per key. Where `apply` is not
+//! atomic (Spin's key-value store: no multi-key transaction) the writes are first logged in the
+//! lease record itself (one conditional write), then made, then the lease released; a process
+//! that dies between leaves its intent in the lease, and whoever takes the expired lease over
+//! makes those writes again (they are whole values, so making them twice is harmless) before
+//! its own change. A list is therefore never left torn by a crash. Reads take no lease: a page
+//! read during a mutation may miss or repeat one id, which SCIM paging tolerates (RFC 7644
+//! §3.4.2.4 does not promise snapshot consistency).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +35,10 @@ const LEASE_ATTEMPTS: u32 = 100_000;
 struct Lease {
     holder: String,
     until: u64,
+    /// The holder's writes, logged before it makes them where `apply` is not atomic: key and
+    /// value (JSON text; `None` deletes). Made again by whoever overtakes the lease.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    intent: Vec<(String, Option<String>)>,
 }
 
 /// A held lease. Its writes go with its release as one [`Store::apply`] ([`Held::commit`]):
@@ -37,12 +46,13 @@ struct Lease {
 /// (and an fsync) per key while every other writer of the list waits.
 struct Held {
     key: String,
+    holder: String,
     version: Version,
 }
 
 /// The lease record of a free list.
 fn free_lease() -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(&Lease { holder: String::new(), until: 0 })
+    serde_json::to_vec(&Lease { holder: String::new(), until: 0, intent: Vec::new() })
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
@@ -55,10 +65,15 @@ async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
         if now.saturating_sub(started) > LEASE_WAIT_MS {
             break;
         }
-        let lease = Lease { holder: holder.clone(), until: now + LEASE_MS };
+        let mut lease = Lease { holder: holder.clone(), until: now + LEASE_MS, intent: Vec::new() };
         let cond = match get_json::<S, Lease>(env.store, &key).await {
             Ok(None) => Condition::Absent,
-            Ok(Some((l, v))) if l.until <= now || l.holder.is_empty() => Condition::Version(v),
+            Ok(Some((l, v))) if l.until <= now || l.holder.is_empty() => {
+                // A holder that died while making its writes: take its intent over with the
+                // lease, and make it before anything else.
+                lease.intent = l.intent;
+                Condition::Version(v)
+            }
             Ok(Some(_)) => {
                 env.clock.pause(attempt).await;
                 continue;
@@ -68,7 +83,8 @@ async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
             Err(e) => return Err(e),
         };
         match put_json(env.store, &key, &lease, cond).await {
-            Ok(version) => return Ok(Held { key, version }),
+            Ok(version) if lease.intent.is_empty() => return Ok(Held { key, holder, version }),
+            Ok(version) => return Held { key, holder, version }.redo(env, lease).await,
             Err(StoreError::Conflict) => {
                 env.clock.pause(attempt).await;
                 continue;
@@ -83,6 +99,65 @@ async fn acquire<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
 }
 
 impl Held {
+    /// Makes the writes of the intent a dead holder left in the lease we just took, then
+    /// clears it from the lease. Fails (the intent stays for the next holder) if the store does.
+    async fn redo<S: Store>(self, env: &Env<'_, S>, mut lease: Lease) -> ScimResult<Held> {
+        let changes: Vec<Change<'_>> = lease
+            .intent
+            .iter()
+            .map(|(key, value)| Change {
+                key,
+                value: value.as_deref().map(str::as_bytes),
+                cond: Condition::Any,
+            })
+            .collect();
+        crate::store::apply_in_order(env.store, &changes).await?;
+        lease.intent.clear();
+        let version = put_json(env.store, &self.key, &lease, Condition::Version(self.version)).await?;
+        Ok(Held { version, ..self })
+    }
+
+    /// Where `apply` is not atomic: logs the writes in the lease (conditional on it being
+    /// ours), makes them, releases. A failure after the log leaves the lease to expire with
+    /// the intent in it, for the next holder to complete.
+    async fn commit_logged<S: Store>(self, env: &Env<'_, S>, writes: Writes) -> ScimResult<()> {
+        let intent = writes
+            .0
+            .iter()
+            .map(|(key, value)| {
+                let text = value.as_ref().map(|v| String::from_utf8(v.clone())).transpose();
+                text.map(|t| (key.clone(), t)).map_err(|_| ScimError::internal(format!("{key}: not UTF-8")))
+            })
+            .collect::<ScimResult<Vec<_>>>()?;
+        let until = env.clock.now_millis() + LEASE_MS;
+        let lease = Lease { holder: self.holder.clone(), until, intent };
+        let version = match put_json(env.store, &self.key, &lease, Condition::Version(self.version)).await {
+            Ok(v) => v,
+            // The lease expired and was taken over: nothing was written.
+            Err(StoreError::Conflict) => {
+                return Err(ScimError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "a concurrent change took over this list; retry (nothing was changed)",
+                ))
+            }
+            Err(e) => {
+                let _ = self.release(env).await;
+                return Err(e.into());
+            }
+        };
+        let changes: Vec<Change<'_>> = writes
+            .0
+            .iter()
+            .map(|(key, value)| Change { key, value: value.as_deref(), cond: Condition::Any })
+            .collect();
+        crate::store::apply_in_order(env.store, &changes).await?;
+        // Taken over meanwhile (Conflict): the new holder made our intent again; done either way.
+        match env.store.put(&self.key, &free_lease()?, Condition::Version(version)).await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Releases the lease without writing anything. Only our own: the version we wrote it at
     /// (an expired lease may have been taken over; a `Conflict` then leaves it alone).
     async fn release<S: Store>(self, env: &Env<'_, S>) -> ScimResult<()> {
@@ -95,6 +170,12 @@ impl Held {
     /// Applies `writes` and releases the lease, as one [`Store::apply`] whose last change is
     /// the release, conditional on the lease still being ours.
     async fn commit<S: Store>(self, env: &Env<'_, S>, writes: Writes) -> ScimResult<()> {
+        if writes.0.is_empty() {
+            return self.release(env).await;
+        }
+        if !env.store.atomic_apply(writes.0.len() + 1) {
+            return self.commit_logged(env, writes).await;
+        }
         let free = free_lease()?;
         let mut changes: Vec<Change<'_>> = writes
             .0
@@ -198,12 +279,36 @@ async fn chunk<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List, n: u64) ->
         .unwrap_or_default())
 }
 
-/// Number of ids in the list.
+/// Number of ids in the list. Completes first a change whose holder died half-way ([`settle`]),
+/// so a listing that starts here never sees a list torn by a crash.
 pub async fn len<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<u64> {
+    settle(env, tenant, list).await?;
+    stored_len(env, tenant, list).await
+}
+
+/// The stored length, as is (under the lease, and for [`page`]).
+async fn stored_len<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<u64> {
     Ok(get_json::<S, u64>(env.store, &list.len_key(tenant)).await?.map_or(0, |(n, _)| n))
 }
 
-/// Up to `count` ids starting at 0-based position `start`.
+/// Where `apply` is not atomic: a change whose holder died between logging its intent and
+/// releasing the list (an expired lease with an intent) is completed now, by taking the lease
+/// over (which makes the writes) and releasing it. One read when there is nothing to complete.
+async fn settle<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<()> {
+    if env.store.atomic_apply(1) {
+        return Ok(());
+    }
+    match get_json::<S, Lease>(env.store, &list.lock_key(tenant)).await {
+        Ok(Some((l, _))) if !l.intent.is_empty() && l.until <= env.clock.now_millis() => {
+            acquire(env, tenant, list).await?.release(env).await
+        }
+        // A lease that does not decode is overwritten by the next change (see `acquire`).
+        Ok(_) | Err(_) => Ok(()),
+    }
+}
+
+/// Up to `count` ids starting at 0-based position `start`. Callers read [`len`] first (the
+/// total of a listing), which completes an interrupted change.
 pub async fn page<S: Store>(
     env: &Env<'_, S>,
     tenant: &str,
@@ -211,7 +316,7 @@ pub async fn page<S: Store>(
     start: u64,
     count: u64,
 ) -> ScimResult<Vec<String>> {
-    let total = len(env, tenant, list).await?;
+    let total = stored_len(env, tenant, list).await?;
     let end = total.min(start.saturating_add(count));
     let mut out = Vec::new();
     let mut pos = start;
@@ -257,14 +362,24 @@ async fn push_writes<S: Store>(
     ids: &[String],
 ) -> ScimResult<Writes> {
     let mut w = Writes::default();
-    let mut n = len(env, tenant, list).await?;
+    let mut n = stored_len(env, tenant, list).await?;
     let mut current: Option<(u64, Vec<String>)> = None;
     for id in ids {
-        // A group's members may be pushed again by a request that repairs one stopped half-way
-        // (its membership key written, the list not: see groups::add_members); under the
-        // lease, an id already in the list is skipped. Users' ids are new when pushed.
-        if matches!(list, List::Members(_)) && listed(env, tenant, list, id, true).await? {
-            continue;
+        // An id already in the list is skipped, under the lease: a request repairing one that
+        // stopped half-way (a group member whose membership key was written and the list not,
+        // see groups::add_members; a user whose create was cut short before listing it, see
+        // users::relist) may push it while the request it repairs is still running and pushes
+        // it too. One read (its position, absent for a new id) unless it is there.
+        if let Some(pos) = w.get::<S, u64>(env, &list.pos_key(tenant, id)).await? {
+            let at = (pos % CHUNK) as usize;
+            let there = match &current {
+                // The chunk this push is filling (an id earlier in the same push).
+                Some((k, ids)) if *k == pos / CHUNK => ids.get(at) == Some(id),
+                _ => w.chunk(env, tenant, list, pos / CHUNK).await?.get(at) == Some(id),
+            };
+            if pos < n && there {
+                continue;
+            }
         }
         let c = n / CHUNK;
         if current.as_ref().map(|(k, _)| *k) != Some(c) {
@@ -303,7 +418,7 @@ async fn remove_writes<S: Store>(
     ids: &[String],
 ) -> ScimResult<Writes> {
     let mut w = Writes::default();
-    let mut n = len(env, tenant, list).await?;
+    let mut n = stored_len(env, tenant, list).await?;
     for id in ids {
         let Some(pos) = w.get::<S, u64>(env, &list.pos_key(tenant, id)).await? else {
             continue;
@@ -344,6 +459,7 @@ async fn remove_writes<S: Store>(
 
 /// Every id of the list (for full scans and member listings).
 pub async fn all<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<Vec<String>> {
+    settle(env, tenant, list).await?;
     page(env, tenant, list, 0, u64::MAX).await
 }
 
@@ -351,7 +467,7 @@ pub async fn all<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimR
 pub async fn clear<S: Store>(env: &Env<'_, S>, tenant: &str, list: &List) -> ScimResult<()> {
     let held = acquire(env, tenant, list).await?;
     let result = async {
-        let n = len(env, tenant, list).await?;
+        let n = stored_len(env, tenant, list).await?;
         for id in page(env, tenant, list, 0, n).await? {
             env.store.delete(&list.pos_key(tenant, &id), Condition::Any).await?;
         }
@@ -401,7 +517,7 @@ pub(crate) async fn listed<S: Store>(
     let Some((pos, _)) = get_json::<S, u64>(env.store, &list.pos_key(tenant, id)).await? else {
         return Ok(false);
     };
-    if pos >= len(env, tenant, list).await? {
+    if pos >= stored_len(env, tenant, list).await? {
         return Ok(false);
     }
     if !thorough {
@@ -518,9 +634,9 @@ mod tests {
         }
     }
 
-    /// A holder whose lease expired and was taken over: on a transactional store its writes
-    /// are refused whole (503, the list untouched); with the in-order default they land and
-    /// only its release is refused, so the change is reported as made.
+    /// A holder whose lease expired and was taken over: its writes are refused whole (503, the
+    /// list untouched), by the transaction on a transactional store, by the conditional write
+    /// of its intent with the in-order default.
     #[test]
     fn a_commit_after_losing_the_lease_is_all_or_nothing_where_the_store_can() {
         let (mem, clock, random, config) =
@@ -543,9 +659,12 @@ mod tests {
             let env = Env { store: &mem, clock: &clock, random: &random, config: &config };
             let late = acquire(&env, "t", &l).await.unwrap();
             clock.advance(LEASE_MS + 1);
-            let _current = acquire(&env, "t", &l).await.unwrap();
-            mutate(&env, late, push_writes(&env, "t", &l, &["c".into()])).await.unwrap();
-            assert_eq!(all(&env, "t", &l).await.unwrap(), vec!["b".to_owned(), "c".to_owned()]);
+            let current = acquire(&env, "t", &l).await.unwrap();
+            let e = mutate(&env, late, push_writes(&env, "t", &l, &["c".into()])).await.unwrap_err();
+            assert_eq!(e.status, http::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(all(&env, "t", &l).await.unwrap(), vec!["b".to_owned()]);
+            mutate(&env, current, push_writes(&env, "t", &l, &["d".into()])).await.unwrap();
+            assert_eq!(all(&env, "t", &l).await.unwrap(), vec!["b".to_owned(), "d".to_owned()]);
         });
     }
 
@@ -579,6 +698,104 @@ mod tests {
                 assert_eq!(pos, i as u64, "{id}");
             }
         });
+    }
+
+    /// The in-order store, failing every write after the first `writes` (a process that dies
+    /// half-way through its writes, as seen from the store).
+    struct DiesAfter<'a> {
+        mem: &'a MemStore,
+        writes: std::cell::Cell<u32>,
+    }
+
+    impl DiesAfter<'_> {
+        fn spend(&self) -> Result<(), StoreError> {
+            match self.writes.get() {
+                0 => Err(StoreError::Unavailable("died".into())),
+                n => {
+                    self.writes.set(n - 1);
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    impl Store for DiesAfter<'_> {
+        async fn get(&self, key: &str) -> Result<Option<crate::Versioned>, StoreError> {
+            self.mem.get(key).await
+        }
+        async fn put(&self, key: &str, value: &[u8], cond: Condition) -> Result<Version, StoreError> {
+            self.spend()?;
+            self.mem.put(key, value, cond).await
+        }
+        async fn delete(&self, key: &str, cond: Condition) -> Result<(), StoreError> {
+            self.spend()?;
+            self.mem.delete(key, cond).await
+        }
+    }
+
+    /// Without an atomic `apply`, a mutation that dies after any number of its writes leaves
+    /// its intent in the lease; once the lease expired, the next read of the list or the next
+    /// mutation makes those writes first, and the list is whole: every id once, at its
+    /// recorded position.
+    #[test]
+    fn a_mutation_cut_short_anywhere_is_completed_by_the_next() {
+        for survive in 0..12 {
+            let (mem, clock, random, config) =
+                (MemStore::new(), FixedClock::default(), SeqRandom::new(1), Config::default());
+            let l = List::Members("g".into());
+            let ids: Vec<String> = (0..CHUNK + 2).map(|i| format!("u{i}")).collect();
+            block_on(async {
+                let env = Env { store: &mem, clock: &clock, random: &random, config: &config };
+                push(&env, "t", &l, &ids).await.unwrap();
+                // A removal moving the last id into the first chunk: writes in two chunks, two
+                // positions and the length.
+                let dying = DiesAfter { mem: &mem, writes: std::cell::Cell::new(survive) };
+                let env_dying = Env { store: &dying, clock: &clock, random: &random, config: &config };
+                let cut = remove(&env_dying, "t", &l, &[ids[3].clone()]).await;
+                clock.advance(LEASE_MS + 1);
+                let mut want: Vec<String> = ids.clone();
+                if cut.is_ok() || survive >= 2 {
+                    // It took the lease (one write) and logged its intent (the next): the
+                    // removal is completed, by the first read of the list or the next change.
+                    want.swap_remove(3);
+                }
+                if survive % 2 == 0 {
+                    assert_eq!(all(&env, "t", &l).await.unwrap(), want, "read after {survive} writes");
+                }
+                push(&env, "t", &l, &["new".into()]).await.unwrap();
+                want.push("new".into());
+                assert_eq!(all(&env, "t", &l).await.unwrap(), want, "cut after {survive} writes: {cut:?}");
+                for (i, id) in want.iter().enumerate() {
+                    let pos: u64 = serde_json::from_slice(&mem.raw(&l.pos_key("t", id)).unwrap()).unwrap();
+                    assert_eq!(pos, i as u64, "cut after {survive} writes: {id}");
+                }
+                if !want.contains(&ids[3]) {
+                    assert!(mem.raw(&l.pos_key("t", &ids[3])).is_none(), "cut after {survive} writes");
+                }
+            });
+        }
+    }
+
+    /// Pushing an id the list holds changes nothing (a repair racing the request it repairs),
+    /// within one push and across pushes, in every list.
+    #[test]
+    fn an_id_is_listed_once_however_often_it_is_pushed() {
+        let (store, clock, random, config) =
+            (MemStore::new(), FixedClock::default(), SeqRandom::new(1), Config::default());
+        let env = Env { store: &store, clock: &clock, random: &random, config: &config };
+        for l in [List::Users, List::Members("g".into())] {
+            block_on(async {
+                let ids: Vec<String> = (0..CHUNK + 1).map(|i| format!("u{i}")).collect();
+                push(&env, "t", &l, &ids).await.unwrap();
+                push(&env, "t", &l, &[ids[0].clone(), "x".into(), "x".into(), ids[CHUNK as usize].clone()])
+                    .await
+                    .unwrap();
+                let mut want = ids.clone();
+                want.push("x".into());
+                assert_eq!(all(&env, "t", &l).await.unwrap(), want, "{l:?}");
+                assert_eq!(len(&env, "t", &l).await.unwrap(), CHUNK + 2);
+            });
+        }
     }
 
     #[test]

@@ -87,6 +87,8 @@ const MAX_DETAIL: usize = 500;
 const MAX_NAME: usize = 128;
 /// Slots probed past the head hint before giving up (the hint lags by the writes in flight).
 const APPEND_ATTEMPTS: usize = 64;
+/// Refused creates of a slot that still reads empty before an append gives up (see `append`).
+const MAX_REFUSED_EMPTY: u32 = 3;
 
 /// The head hint: the number the next entry will likely get. Numbers start at 1, so that
 /// `after=0` reads a log from its start.
@@ -116,9 +118,13 @@ pub async fn append<S: Store>(env: &Env<'_, S>, t: &str, event: Event) -> ScimRe
         status: event.status,
         detail: event.detail.map(|d| truncate(d, MAX_DETAIL)),
     };
-    for _ in 0..APPEND_ATTEMPTS {
+    // Creates of an empty slot refused in a row: a creator that claimed it is writing it, or
+    // died doing so (Spin: the adapter takes such a key over after a while). Not waited on.
+    let mut refused_empty = 0;
+    for attempt in 0..APPEND_ATTEMPTS {
         let key = keys::log_slot(t, entry.seq % size);
         let cond = match get_json::<S, Entry>(env.store, &key).await {
+            Ok(None) if refused_empty >= MAX_REFUSED_EMPTY => break,
             Ok(None) => Condition::Absent,
             Ok(Some((e, _))) if e.seq >= entry.seq => {
                 // Taken (or a newer lap): go past it.
@@ -136,7 +142,13 @@ pub async fn append<S: Store>(env: &Env<'_, S>, t: &str, event: Event) -> ScimRe
                 return Ok(entry.seq);
             }
             // Someone claimed this number first: look again.
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => {
+                if cond == Condition::Absent {
+                    refused_empty += 1;
+                    env.clock.pause(attempt as u32).await;
+                }
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }

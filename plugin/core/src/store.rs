@@ -77,6 +77,14 @@ pub trait Store {
     async fn apply(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
         apply_in_order(self, changes).await
     }
+
+    /// Whether [`Store::apply`] of `changes` changes is all-or-nothing, so that a process dying
+    /// in it leaves none of them made. The default's is not; callers that need several keys
+    /// changed together log their intent first where it is not (`crate::list`).
+    fn atomic_apply(&self, changes: usize) -> bool {
+        let _ = changes;
+        false
+    }
 }
 
 /// [`Store::apply`]'s default: each change with [`Store::put`] or [`Store::delete`], in order,

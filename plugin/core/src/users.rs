@@ -308,6 +308,12 @@ pub async fn create<S: Store>(
             return Err(block.refusal());
         }
     }
+    if let Some(old) = &holder {
+        // The userName is taken (the create below answers 409). A create cut short after its
+        // claims left its user findable but unlisted; a client retrying that create (Entra,
+        // after a timeout) completes it here: one read when the user is listed already.
+        relist(env, t, &old.id).await?;
+    }
     if let Some(old) = holder.filter(|old| old.source == Source::Local) {
         let rec =
             update(env, scope, &old.id, Some(Source::Scim), &Preconditions::NONE, |_| Ok(attrs.clone()))

@@ -251,7 +251,10 @@ fn a_store_outage_at_any_point_of_a_create_never_blocks_the_user_name() {
             continue;
         }
         assert_eq!(first, 503, "n={n}");
-        // The store is back: Entra matches by userName, then creates if nothing matched.
+        // The store is back, and Entra retries later (its next cycle; here past the list
+        // lease the failed request may have left held, which the retry may need): it matches
+        // by userName, then creates if nothing matched.
+        host.clock.advance(5_000);
         let (_, found) = host.scim(&t, "GET", "Users?filter=userName%20eq%20%22carol@acme.example%22", None);
         let matched = found["totalResults"].as_u64().unwrap();
         let (retry, b) = host.scim(&t, "POST", "Users", Some(body));

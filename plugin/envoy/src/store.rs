@@ -57,4 +57,10 @@ impl Store for HostStore {
         };
         logged("apply", changes.first().map_or("", |c| c.key), r)
     }
+    fn atomic_apply(&self, changes: usize) -> bool {
+        match self {
+            HostStore::Etcd(s) => s.atomic_apply(changes),
+            HostStore::SharedData(s) => s.atomic_apply(changes),
+        }
+    }
 }

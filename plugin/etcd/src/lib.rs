@@ -370,6 +370,9 @@ impl<T: Transport> Store for EtcdStore<T> {
         let (compares, writes) = self.txn_parts(changes)?;
         self.write(compares, writes).await.map(|_| ())
     }
+    fn atomic_apply(&self, changes: usize) -> bool {
+        changes <= MAX_TXN_CHANGES
+    }
 }
 
 #[cfg(test)]
