@@ -4,8 +4,9 @@
 //! - `0x02` ‖ write id (8 bytes) ‖ prev (8 bytes) ‖ the core's bytes: a live value;
 //! - `0x03` ‖ write id ‖ prev: a tombstone (the key is absent for the core);
 //! - the earlier encoding, still read by the adapter: `0x01` ‖ bytes (live), `0x00` (tombstone);
-//! - `claim/…` keys are the adapter's create-if-absent counters (SQLite: an 8-byte `i64`,
-//!   Redis: decimal ASCII), not the core's.
+//! - `claim/…` and `claimtake/…` keys are the adapter's create-if-absent counters (SQLite: an
+//!   8-byte `i64`, Redis: decimal ASCII), `claimseen/…` the times (decimal milliseconds) a
+//!   claimed key was first found unwritten; none is the core's.
 
 /// A value of the Spin adapter.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,9 +38,10 @@ pub fn live(raw: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// True for the adapter's own claim counters.
+/// True for the adapter's own keys: claim counters (`claim/`, `claimtake/`) and the times a
+/// claimed, unwritten key was first noticed (`claimseen/`).
 pub fn is_claim(key: &str) -> bool {
-    key.starts_with("claim/")
+    ["claim/", "claimseen/", "claimtake/"].iter().any(|p| key.starts_with(p))
 }
 
 /// The store as [`scim_edge_core::consistency::check`] wants it: every live key with the
@@ -64,8 +66,8 @@ pub fn core_entries(
 
 /// Keys whose `claim/…` counter exists but which hold nothing, not even a tombstone: a creator
 /// won the claim and never wrote the key (it died between the two, or is writing it right now).
-/// Until the key is written unconditionally, no create of it can succeed (see
-/// `plugin/spin/src/store.rs`, "Residual risk").
+/// A create of it 30 s after one first found it so takes it over (see
+/// `plugin/spin/src/store.rs`, "A claimer that died").
 pub fn unwritten_claims(raw: &[(String, Vec<u8>)]) -> Vec<String> {
     let keys: std::collections::BTreeSet<&str> = raw.iter().map(|(k, _)| k.as_str()).collect();
     raw.iter()

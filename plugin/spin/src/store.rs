@@ -84,17 +84,25 @@
 //! key could never be created again. The price is one tombstone (key + 17 bytes) per deleted
 //! key, and one `claim/…` counter per key first created with `Absent`; the core never lists keys.
 //!
-//! Residual risk: a creator that wins the claim and then dies before its write (the instance
-//! traps between two host calls, or Spin is killed) leaves the key uncreatable with `Absent`
-//! until it is written unconditionally. Nothing in this adapter traps between those calls; a
-//! killed process can stop there (the window is three host calls: `Cas::new`, `current()`,
-//! `swap`). On SQLite no safe takeover exists (the claimer's `swap` is a blind upsert that
-//! would overwrite whatever a taker-over wrote); Redis would allow one (see above on telling
-//! the backends apart). `scim-edge-fsck` reports such a key ("claimed for creation … but never written"); writing a
-//! tombstone repairs it — Redis: `{ printf '\003'; head -c 16 /dev/zero; } | redis-cli -x SET
-//! '<key>'`, SQLite: `INSERT INTO spin_key_value VALUES ('default', '<key>',
-//! X'0300000000000000000000000000000000')`. `host-tests/tests/real_spin.rs` SIGKILLs a
-//! `spin up` on Redis in the middle of the contention workload and runs the check.
+//! **A claimer that died.** A creator that wins the claim and then dies before its write (Spin
+//! killed between those host calls: `Cas::new`, `current()`, `swap`) would leave the key
+//! uncreatable with `Absent` for ever — a log slot that stops the tenant's provisioning log, a
+//! `userName` that can never be provisioned, a list whose lease can never be taken. Measured:
+//! `host-tests/tests/real_spin.rs` SIGKILLs a `spin up` on Redis in the middle of the
+//! contention workload, and about one run in five killed a creator there. So a later creator
+//! that finds the key claimed and still unwritten notes when it first saw that
+//! (`claimseen/<key>`: milliseconds since the epoch, decimal) and answers `Conflict`; one that
+//! finds it so for longer than [`TAKEOVER_MS`] takes the key over — the one that gets 1 from
+//! `increment("claimtake/" + key)`: it writes a tombstone unconditionally and creates the key
+//! from that tombstone, with a real CAS on both backends (a taker-over that dies as well leaves
+//! the key to be repaired by hand, by writing a tombstone — Redis: `{ printf '\003'; head -c 16
+//! /dev/zero; } | redis-cli -x SET '<key>'`, SQLite: `INSERT INTO spin_key_value VALUES
+//! ('default', '<key>', X'0300000000000000000000000000000000')`).
+//! A live claimer takes three host calls between its claim and its write, far below
+//! `TAKEOVER_MS`; only one stopped for longer (SIGSTOP) and then resumed could still make its
+//! write on SQLite, where its `swap` is a blind upsert and would replace the taker-over's
+//! value. `scim-edge-fsck` reports a claim whose key holds nothing as garbage ("claimed for
+//! creation … but not written").
 //!
 //! Host errors become [`StoreError::Unavailable`] with the host's message, also logged.
 
@@ -122,6 +130,12 @@ const HEADER: usize = 17;
 /// Prefix of the claim counters that settle creation of never-existing keys (the core's own
 /// keys all start with `v1/`).
 const CLAIM_PREFIX: &str = "claim/";
+/// Prefix of the counters that let one creator take over a key whose claimer died.
+const TAKE_PREFIX: &str = "claimtake/";
+/// Prefix of the keys recording when a later creator first found a key claimed and unwritten.
+const SEEN_PREFIX: &str = "claimseen/";
+/// How long a key may stay claimed and unwritten before a later creator takes it over.
+pub(crate) const TAKEOVER_MS: u64 = 30_000;
 
 /// A stored value, tag removed.
 #[derive(Debug, PartialEq, Eq)]
@@ -306,8 +320,26 @@ impl SpinStore {
             // Only the first claimer may write a key that has never existed: for it, the
             // upsert that SQLite's `swap` performs here is the create.
             None if first_claim => self.write(LIVE, None, value)?,
-            // Another creator claimed it first and is writing it now.
-            None => return Err(StoreError::Conflict),
+            // Another creator claimed it first and is writing it now — or died doing so.
+            None => {
+                // One taker-over: the first to count itself in.
+                if !self.claimer_died(key).await?
+                    || atomics::increment(self.bucket()?, &format!("{TAKE_PREFIX}{key}"), 1)
+                        .map_err(|e| unavailable("increment", e))?
+                        != 1
+                {
+                    return Err(StoreError::Conflict);
+                }
+                // Taken over: from a tombstone, the create is a real CAS on both backends.
+                self.set(key, &self.write(TOMBSTONE, None, &[])?.raw).await?;
+                (cas, current) = self.begin(key)?;
+                match current.as_deref() {
+                    Some(old) if decode_at(key, old)?.stored == Stored::Tombstone => {
+                        self.write(LIVE, Some(old), value)?
+                    }
+                    _ => return Err(StoreError::Conflict),
+                }
+            }
             Some(old) => match decode_at(key, old)?.stored {
                 Stored::Tombstone => self.write(LIVE, Some(old), value)?,
                 Stored::Live(_) => return Err(StoreError::Conflict),
@@ -315,6 +347,24 @@ impl SpinStore {
         };
         self.swap(key, cas, &w).await?;
         Ok(w.id)
+    }
+
+    /// For a key claimed by another creator and still unwritten: true once it has been so for
+    /// [`TAKEOVER_MS`] since a creator first noticed (the claimer died); the first to notice
+    /// records the time.
+    async fn claimer_died(&self, key: &str) -> Result<bool, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let seen_key = format!("{SEEN_PREFIX}{key}");
+        let seen = self.get_raw(&seen_key).await?;
+        match seen.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok()) {
+            Some(first) => Ok(now.saturating_sub(first) >= TAKEOVER_MS),
+            None => {
+                self.set(&seen_key, now.to_string().as_bytes()).await?;
+                Ok(false)
+            }
+        }
     }
 
     /// Replaces the live value read at version `v` with a value tagged `tag`.
