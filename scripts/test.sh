@@ -29,6 +29,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 REPORT="$ROOT/target/test-report"
 rm -rf "$REPORT"
 mkdir -p "$REPORT/logs"
+export SCIM_EDGE_TEST_REPORTS="$REPORT/reports"
 STAGES="${TEST_STAGES:-lints tests compliance fuzz browser benchmark}"
 FUZZ_TOOLCHAIN="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' fuzz/rust-toolchain.toml)"
 
@@ -96,4 +97,10 @@ stage fuzz plain fuzz
 stage browser node bash scripts/browser-test.sh
 stage benchmark plain bash bench/run.sh --short
 
+# What the chaos and kill tests measured (host-tests/src/report.rs), before the summary.
+for f in "$SCIM_EDGE_TEST_REPORTS"/*.txt; do
+  [[ -f $f ]] || continue
+  step "report: $(basename "$f" .txt)"
+  cat "$f"
+done
 python3 scripts/test-report.py summary "$REPORT/stages"

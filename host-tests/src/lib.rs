@@ -26,6 +26,7 @@ pub mod contention;
 mod host;
 pub mod kv;
 pub mod ports;
+pub mod report;
 pub mod resp;
 pub mod spin_value;
 mod target;

@@ -26,7 +26,7 @@ use scim_edge_host_tests::ports::free_port;
 use scim_edge_host_tests::resp::Redis;
 use serde_json::Value;
 
-use crate::envoy::{client, request, send_signal, workspace_root, TempDir, ADMIN_TOKEN};
+use crate::envoy::{client, request, workspace_root, TempDir, ADMIN_TOKEN};
 
 /// How long `spin up` may take to listen (the first start compiles the component).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -242,6 +242,9 @@ impl SpinApp {
         if let Backend::Redis { runtime_config, .. } = &self.backend {
             cmd.arg("--runtime-config-file").arg(runtime_config);
         }
+        // Its own process group: `spin up` serves from a child process (`spin trigger http`),
+        // which a signal to `spin up` alone does not reach.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().expect("start spin up");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -275,32 +278,51 @@ impl SpinApp {
         (res.status().as_u16(), serde_json::from_slice(res.body()).unwrap_or(Value::Null))
     }
 
-    /// The process id of the running `spin up`.
+    /// The process id of the running `spin up`, which is also its process group's id (signal
+    /// the group with [`send_signal_group`]: the serving child is in it).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    /// SIGKILL: no shutdown at all (and reaps a process already killed from elsewhere).
+    /// SIGKILL to the instance's process group: `spin up` and the `spin trigger http` it runs
+    /// as a child (which does the serving; killing `spin up` alone leaves it running and
+    /// serving). Also reaps a process already killed from elsewhere.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
+            signal_group(c.id(), "KILL");
             let _ = c.wait();
+            self.wait_port_closed();
         }
     }
 
-    /// SIGINT (Ctrl-C, Spin's clean shutdown), waiting for the exit.
+    /// SIGINT (Ctrl-C, Spin's clean shutdown) to the process group, waiting for the exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            send_signal(c.id(), "INT");
+            signal_group(c.id(), "INT");
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
+                    self.wait_port_closed();
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = c.kill();
+            signal_group(c.id(), "KILL");
             let _ = c.wait();
+            self.wait_port_closed();
+        }
+    }
+
+    /// Until nothing listens on the instance's port any more (the trigger process is gone).
+    fn wait_port_closed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(self.addr()).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "spin on port {} still listens after it was stopped",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -377,6 +399,22 @@ impl Drop for SpinApp {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `kill -<signal> -- -<pgid>`: every process of a process group.
+pub fn send_signal_group(pgid: u32, signal: &str) {
+    assert!(signal_group(pgid, signal), "kill -{signal} -- -{pgid} failed");
+}
+
+/// As [`send_signal_group`]; false when no process of the group was there to signal.
+fn signal_group(pgid: u32, signal: &str) -> bool {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stderr(Stdio::null())
+        .status();
+    status.is_ok_and(|s| s.success())
 }
 
 /// A temp directory for one test (logs kept when it fails).

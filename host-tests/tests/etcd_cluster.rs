@@ -11,7 +11,8 @@
 //! under a second; etcd's defaults are 100/1000) and `--unsafe-no-fsync`: the test kills
 //! processes, not the machine, and a killed process loses nothing the kernel already has, so
 //! fsync only slows the test down. `SCIM_EDGE_CHAOS_USERS` sets the number of users (default
-//! 800: about three minutes in all on a busy 2-vCPU machine).
+//! 3,000, a few thousand as a real first sync: about four minutes on a 2-vCPU machine; 800 took
+//! 63 s there).
 
 // A test fails loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -29,6 +30,8 @@ use envoy::procs::{render_config_members, EtcdCluster};
 use envoy::{
     client, filter_wasm, group_body, request, tenant_with_connection, user_body, Connection, Envoy, TempDir,
 };
+use scim_edge_host_tests::report;
+use scim_edge_host_tests::report::Report;
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 16;
@@ -47,7 +50,7 @@ const PAUSE: Duration = Duration::from_millis(2500);
 const TRIES: usize = 30;
 
 fn users() -> usize {
-    std::env::var("SCIM_EDGE_CHAOS_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(800)
+    std::env::var("SCIM_EDGE_CHAOS_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
 }
 
 /// What the clients learnt about one user.
@@ -429,28 +432,31 @@ fn three_members_killed_and_paused_under_the_lifecycle_lose_nothing() {
     let failures = load.failures.into_inner().unwrap();
 
     // The report.
+    let mut rep = Report::new("etcd-cluster-chaos");
     let created = users_seen.iter().filter(|u| u.create == 201).count();
-    println!(
+    report!(
+        rep,
         "etcd cluster chaos: {} users, {} requests through 2 Envoys in {took:.1?}; creates: {created} × 201, {} × 503",
         users_seen.len(),
         load.sent.load(Ordering::SeqCst),
         users_seen.iter().filter(|u| u.create == 503).count()
     );
     for (ms, what) in events.into_inner().unwrap() {
-        println!("  {:>7.3} s  {what}", ms as f64 / 1000.0);
+        report!(rep, "  {:>7.3} s  {what}", ms as f64 / 1000.0);
     }
     let by_kind = failures.unavailable.iter().fold(BTreeMap::<&str, usize>::new(), |mut m, (_, w)| {
         *m.entry(w.as_str()).or_default() += 1;
         m
     });
     match (failures.unavailable.first(), failures.unavailable.last()) {
-        (Some((first, _)), Some((last, _))) => println!(
+        (Some((first, _)), Some((last, _))) => report!(
+            rep,
             "  503 + Retry-After: {} answers ({by_kind:?}), from {:.3} s to {:.3} s",
             failures.unavailable.len(),
             *first as f64 / 1000.0,
             *last as f64 / 1000.0
         ),
-        _ => println!("  503 + Retry-After: none"),
+        _ => report!(rep, "  503 + Retry-After: none"),
     }
     // How Envoy balanced the etcd calls.
     for (i, e) in envoys.iter().enumerate() {
@@ -467,7 +473,7 @@ fn three_members_killed_and_paused_under_the_lifecycle_lose_nothing() {
             .iter()
             .map(|n| format!("{n} {}", e.counter(&format!("cluster.etcd.{n}")).unwrap_or(0)))
             .collect();
-        println!("  envoy{i} cluster etcd: {}", counts.join(", "));
+        report!(rep, "  envoy{i} cluster etcd: {}", counts.join(", "));
     }
     // Why, as the filter logged it (the store's failures are logged, never sent to clients).
     for (i, e) in envoys.iter().enumerate() {
@@ -475,10 +481,10 @@ fn three_members_killed_and_paused_under_the_lifecycle_lose_nothing() {
         let failed: Vec<&str> = log.lines().filter(|l| l.contains("scim-edge: store")).collect();
         for line in failed.iter().take(3) {
             let at = line.find("scim-edge: store").unwrap_or(0);
-            println!("  envoy{i}: {}", &line[at..]);
+            report!(rep, "  envoy{i}: {}", &line[at..]);
         }
         if failed.len() > 3 {
-            println!("  envoy{i}: … {} store failures logged in all", failed.len());
+            report!(rep, "  envoy{i}: … {} store failures logged in all", failed.len());
         }
     }
     assert!(
@@ -494,7 +500,7 @@ fn three_members_killed_and_paused_under_the_lifecycle_lose_nothing() {
     for port in &ports {
         let (code, text) = fsck(*port);
         let summary: Vec<&str> = text.lines().filter(|l| !l.starts_with("garbage")).take(6).collect();
-        println!("  fsck via 127.0.0.1:{port}: exit {code}: {}", summary.join(" | "));
+        report!(rep, "  fsck via 127.0.0.1:{port}: exit {code}: {}", summary.join(" | "));
         assert_eq!(code, 0, "fsck found errors:\n{text}");
     }
     for e in &envoys {
