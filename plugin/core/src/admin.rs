@@ -893,6 +893,10 @@ fn paging<S>(env: &Env<'_, S>, params: &[(String, String)], default_count: u64) 
     Ok((start, count))
 }
 
+/// Users a filtered list of the admin API reads at most per request (its filters — state,
+/// role, source, text — are not indexed): a search continues with `scanFrom`.
+pub const SCAN_LIMIT: u64 = 1000;
+
 async fn list_users<S: Store>(
     env: &Env<'_, S>,
     t: &str,
@@ -922,31 +926,74 @@ async fn list_users<S: Store>(
             })
     };
     let filtered = state.is_some() || role.is_some() || source.is_some() || q.is_some();
-    let (total, users) = if filtered {
-        // A scan of the tenant's users: the admin page's filters are not indexed.
-        let mut all = Vec::new();
-        for id in list::all(env, t, &keys::List::Users).await? {
+    if !filtered {
+        let total = list::len(env, t, &keys::List::Users).await?;
+        let mut users = Vec::new();
+        for id in list::page(env, t, &keys::List::Users, start, count).await? {
             if let Some((u, _)) = users::load(env, t, &id).await? {
+                users.push(user_json(&u));
+            }
+        }
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"totalResults": total, "startIndex": start + 1, "itemsPerPage": users.len(), "users": users}),
+        ));
+    }
+    // The filters are not indexed: a filtered list scans the tenant's users in list order, at
+    // most SCAN_LIMIT records a request, from `scanFrom` (0-based), until `count` match. An
+    // exact userName is found through its index first, wherever it is in the list.
+    let scan_from = match param(&params, "scanFrom").map(str::trim).filter(|v| !v.is_empty()) {
+        None => 0,
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| ScimError::invalid_value("scanFrom must be a position in the list (0, 1000, …)"))?,
+    };
+    let total = list::len(env, t, &keys::List::Users).await?;
+    let mut users = Vec::new();
+    let exact = match q.as_deref() {
+        Some(q) => index::lookup(env, t, keys::Index::UserName, q).await?,
+        None => Vec::new(),
+    };
+    if scan_from == 0 {
+        for id in &exact {
+            if let Some((u, _)) = users::load(env, t, id).await? {
                 if matches(&u) {
-                    all.push(user_json(&u));
+                    users.push(user_json(&u));
                 }
             }
         }
-        let total = all.len() as u64;
-        (total, all.into_iter().skip(start as usize).take(count as usize).collect::<Vec<_>>())
-    } else {
-        let total = list::len(env, t, &keys::List::Users).await?;
-        let mut out = Vec::new();
-        for id in list::page(env, t, &keys::List::Users, start, count).await? {
+    }
+    let end = total.min(scan_from.saturating_add(SCAN_LIMIT));
+    let mut pos = scan_from.min(end);
+    if pos < end && (users.len() as u64) < count {
+        for id in list::page(env, t, &keys::List::Users, pos, end - pos).await? {
+            pos += 1;
+            if exact.contains(&id) {
+                continue;
+            }
             if let Some((u, _)) = users::load(env, t, &id).await? {
-                out.push(user_json(&u));
+                if matches(&u) {
+                    users.push(user_json(&u));
+                    if users.len() as u64 >= count {
+                        break;
+                    }
+                }
             }
         }
-        (total, out)
-    };
+    }
+    let next = (pos < total).then_some(pos);
+    // Every match is known when the scan started at the beginning and reached the end.
+    let complete = scan_from == 0 && next.is_none();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"totalResults": total, "startIndex": start + 1, "itemsPerPage": users.len(), "users": users}),
+        &json!({
+            "totalResults": complete.then_some(users.len()),
+            "startIndex": 1,
+            "itemsPerPage": users.len(),
+            "users": users,
+            "scanned": {"from": scan_from.min(total), "to": pos, "of": total},
+            "nextScanFrom": next,
+        }),
     ))
 }
 

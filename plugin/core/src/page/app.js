@@ -127,7 +127,8 @@
     tab: 'scim',
     acting: null, // {id, userName, role, state} or null for the operator
     candidates: [],
-    users: { startIndex: 1, count: 25, total: 0 },
+    // scan: a filtered list's place ({from, next, back: [earlier froms]}), null when unfiltered.
+    users: { startIndex: 1, count: 25, total: 0, scan: null },
     log: { next: null, shown: 0 },
     // Bumped on every navigation: answers to requests of an older view are dropped.
     seq: 0,
@@ -985,6 +986,7 @@
       const v = $(id).value.trim();
       if (v) p.set(k, v);
     }
+    if (state.users.scan && state.users.scan.from) p.set('scanFrom', String(state.users.scan.from));
     return p.toString();
   }
 
@@ -1012,6 +1014,25 @@
       : 'No users yet. Assign users to the application in Microsoft Entra ID (Users and groups) and start '
         + 'provisioning: they appear here after its next cycle, with the User role.';
     show($('users-empty'), users.length === 0);
+    if (data && data.scanned) {
+      // A filtered list: the server searched part of the tenant (at most 1,000 users a
+      // request); "Next" searches on from where it stopped.
+      const sc = data.scanned;
+      const scan = state.users.scan || { from: 0, back: [] };
+      scan.next = data.nextScanFrom == null ? null : data.nextScanFrom;
+      state.users.scan = scan;
+      const matches = `${users.length.toLocaleString()} match${users.length === 1 ? '' : 'es'}`;
+      $('users-range').textContent = sc.of === 0
+        ? matches
+        : `${matches} in users ${(sc.from + 1).toLocaleString()}–${sc.to.toLocaleString()} of ${sc.of.toLocaleString()}`;
+      if (users.length === 0 && scan.next != null) {
+        $('users-empty').textContent = 'No users match here: Next searches the rest of the tenant.';
+      }
+      $('users-prev').disabled = scan.back.length === 0;
+      $('users-next').disabled = scan.next == null;
+      return;
+    }
+    state.users.scan = null;
     $('users-range').textContent = users.length
       ? `${start}–${start + users.length - 1} of ${total.toLocaleString()}`
       : `0 of ${total.toLocaleString()}`;
@@ -1232,7 +1253,10 @@
   }
 
   async function reloadUsers(resetPage) {
-    if (resetPage) state.users.startIndex = 1;
+    if (resetPage) {
+      state.users.startIndex = 1;
+      state.users.scan = null;
+    }
     const seq = bump();
     clearMessages();
     await loadTab(seq);
@@ -1446,15 +1470,28 @@
     for (const id of ['users-state', 'users-role', 'users-source', 'users-count']) {
       $(id).addEventListener('change', () => reloadUsers(true));
     }
-    // The search runs on Enter or "Search", not per keystroke: a text search reads the tenant's
-    // users on the server (the filters are not indexed), so it is not run for every letter.
+    // The search runs on Enter or "Search", not per keystroke: a filtered list scans up to
+    // 1,000 of the tenant's users on the server (the filters are not indexed), so it is not run
+    // for every letter.
     $('users-refresh').addEventListener('click', () => reloadUsers(false));
     $('users-prev').addEventListener('click', () => {
-      state.users.startIndex = Math.max(1, state.users.startIndex - state.users.count);
+      const scan = state.users.scan;
+      if (scan && !blockedView()) {
+        scan.from = scan.back.pop() || 0;
+      } else {
+        state.users.startIndex = Math.max(1, state.users.startIndex - state.users.count);
+      }
       reloadUsers(false);
     });
     $('users-next').addEventListener('click', () => {
-      state.users.startIndex += state.users.count;
+      const scan = state.users.scan;
+      if (scan && !blockedView()) {
+        if (scan.next == null) return;
+        scan.back.push(scan.from);
+        scan.from = scan.next;
+      } else {
+        state.users.startIndex += state.users.count;
+      }
       reloadUsers(false);
     });
 
