@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
 # The admin page in a real browser (Debian's chromium, driven by Playwright from browser-tests/)
-# through both hosts, each with fresh state:
-#   1. the Spin component on the wasmtime dev host (scim-edge-dev, SQLite key-value in a temp dir);
-#   2. the Envoy filter with etcd (envoy/run.sh on non-default ports, state in a temp dir).
-# Screenshots of every step: target/browser-screenshots/{spin,envoy}/NN-name.png.
+# through every host, each with fresh state:
+#   spin      the Spin component on the wasmtime dev host (scim-edge-dev, SQLite in a temp dir);
+#   spin-cli  the real Spin CLI: `spin build && spin up` of the project's spin.toml, as the
+#             README says (SQLite in a temp state dir); the `spin` of SPIN_BIN, PATH or
+#             ../shared/bin; skipped, and said so, where there is none;
+#   envoy     the Envoy filter with etcd (envoy/run.sh on non-default ports, state in a temp dir).
+# Screenshots of every step: target/browser-screenshots/<host>/NN-name.png.
 #
 # Needs node (>= 20) and npm, and /usr/bin/chromium (or CHROMIUM=/path): `apt-get install -y chromium`.
-# playwright-core downloads no browser. BROWSER_TEST_HOSTS="spin" (or "envoy") runs one host only.
+# playwright-core downloads no browser. BROWSER_TEST_HOSTS="spin envoy" (any of the three) runs
+# those hosts only.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-HOSTS="${BROWSER_TEST_HOSTS:-spin envoy}"
+SPIN_CLI="${SPIN_BIN:-$(command -v spin || true)}"
+[[ -z "$SPIN_CLI" && -x "$ROOT/../shared/bin/spin" ]] && SPIN_CLI="$(cd "$ROOT/../shared/bin" && pwd)/spin"
+if [[ -n "${BROWSER_TEST_HOSTS:-}" ]]; then
+  HOSTS="$BROWSER_TEST_HOSTS"
+elif [[ -n "$SPIN_CLI" ]]; then
+  HOSTS="spin spin-cli envoy"
+elif [[ "${CI:-}" == true ]]; then
+  printf 'browser-test.sh: no Spin CLI under CI (SPIN_BIN, spin on PATH, ../shared/bin/spin)\n' >&2
+  exit 1
+else
+  HOSTS="spin envoy"
+  printf 'browser-test.sh: no Spin CLI (SPIN_BIN, spin on PATH, ../shared/bin/spin): the real-Spin run is SKIPPED\n' >&2
+fi
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 export CHROMIUM
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -110,7 +126,33 @@ run_spin() {
   return "$rc"
 }
 
-# --- 2. Envoy filter with etcd (envoy/run.sh) -----------------------------------------------------
+# --- 2. the real Spin CLI: spin build && spin up --------------------------------------------------
+run_spin_cli() {
+  [[ -n "$SPIN_CLI" ]] || die "host spin-cli: no Spin CLI (SPIN_BIN, spin on PATH, ../shared/bin/spin)"
+  local log="$WORK/spin-cli.log" port pid token sha
+  say "spin build ($SPIN_CLI; builds the component for wasm32-wasip2, release)"
+  # Host flags (e.g. -C target-cpu=native) must not reach the wasm build.
+  env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS "$SPIN_CLI" build >"$WORK/spin-build.log" 2>&1 ||
+    { tail -n 40 "$WORK/spin-build.log" >&2; die "spin build failed (log above)"; }
+  token="$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+  sha="$(printf %s "$token" | sha256sum | cut -d' ' -f1)"
+  port="$(free_ports 1)"
+  SPIN_VARIABLE_ADMIN_TOKEN_SHA256="$sha" setsid "$SPIN_CLI" up --listen "127.0.0.1:$port" \
+    --state-dir "$WORK/spin-cli-state" >"$log" 2>&1 &
+  pid=$!
+  PGIDS+=("$pid")
+  wait_for "http://127.0.0.1:$port/admin/" "$pid" 120 "$log"
+  local rc=0
+  run_tests spin-cli "http://127.0.0.1:$port" "$token" || rc=$?
+  stop_group "$pid"
+  if ((rc != 0)); then
+    say "spin up's log ($log):"
+    tail -n 60 "$log" >&2
+  fi
+  return "$rc"
+}
+
+# --- 3. Envoy filter with etcd (envoy/run.sh) -----------------------------------------------------
 run_envoy() {
   local base admin etcd state="$WORK/envoy-state" log="$WORK/envoy.log" pid i
   # One free range: listener, demo upstream, sink (run.sh's +1, +2), Envoy admin, etcd client, peer.
@@ -147,8 +189,9 @@ failed=()
 for host in $HOSTS; do
   case "$host" in
     spin) run_spin || failed+=(spin) ;;
+    spin-cli) run_spin_cli || failed+=(spin-cli) ;;
     envoy) run_envoy || failed+=(envoy) ;;
-    *) die "unknown host $host (spin, envoy)" ;;
+    *) die "unknown host $host (spin, spin-cli, envoy)" ;;
   esac
 done
 
