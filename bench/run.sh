@@ -20,8 +20,10 @@
 #                                the builds (~10 min with them, after `make test`)
 #   options: --out DIR (default target/bench-results/<time>), --update-benchmarks-md (writes the
 #            table into BENCHMARKS.md), --host-profile dev|bench-host, --only t1,t2 (targets:
-#            envoy-floor envoy-noop envoy-shared envoy-etcd envoy-etcd3 edge spin-floor spin peer inprocess micro scale;
-#            micro runs in --short only: the criterion benches in test mode)
+#            envoy-floor envoy-noop envoy-shared envoy-etcd envoy-etcd3 edge spin-floor spin spin-real
+#            spin-redis spin-redis2 peer peer-cli inprocess micro scale; micro runs in --short only: the
+#            criterion benches in test mode; spin-real/-redis/-redis2 run the real Spin CLI
+#            (SPIN_BIN, spin on PATH or ../shared/bin/spin) and redis-server, and skip without them)
 #   counts: BENCH_USERS BENCH_READS BENCH_CONCURRENCY BENCH_WRK_SECS BENCH_SCALE_SMALL
 #           BENCH_SCALE_LARGE BENCH_SCALE_SMALL_GROUP BENCH_SCALE_LARGE_GROUP BENCH_SCALE_USERS
 #           BENCH_SCALE_STORES ("shared etcd") BENCH_INPROCESS_ITERS
@@ -83,6 +85,8 @@ else
 fi
 PEER_READS="$USERS"   # the peer's lookup run: same rate, fewer operations (it is ~100x slower)
 SCIM2_SERVER_VERSION=0.8.3
+# The peer at its best: scim2-server's own application under waitress (bench/peer_server.py).
+WAITRESS_VERSION=3.0.2
 
 OUT="${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)-$MODE}"
 mkdir -p "$OUT"
@@ -126,6 +130,9 @@ if [[ ! -x "$PEER_VENV/bin/scim2-server" ]] || ! "$PEER_VENV/bin/python" -c \
   "import importlib.metadata as m, sys; sys.exit(m.version('scim2-server') != '$SCIM2_SERVER_VERSION')" 2>/dev/null; then
   python3 -m venv "$PEER_VENV"
   "$PEER_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "scim2-server==$SCIM2_SERVER_VERSION"
+fi
+if ! "$PEER_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('waitress') != '$WAITRESS_VERSION')" 2>/dev/null; then
+  "$PEER_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "waitress==$WAITRESS_VERSION"
 fi
 if ! command -v wrk >/dev/null; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
@@ -373,8 +380,9 @@ start_etcd_cluster() { # name -> ETCD_PORTS (p1,p2,p3) ETCD_PIDS: three members 
   done
   ETCD_PORTS="$(IFS=,; echo "${clients[*]}")"
 }
-connect_envoy() { # name -> SCIM_URL SCIM_TOKEN (a tenant and its SCIM connection via the admin API)
-  "$PY" "$ROOT/envoy/bootstrap.py" --base "http://127.0.0.1:$LISTEN" --tenant bench \
+connect_envoy() { connect_base "$1" "http://127.0.0.1:$LISTEN"; }
+connect_base() { # name base -> SCIM_URL SCIM_TOKEN (a tenant and its SCIM connection via the admin API)
+  "$PY" "$ROOT/envoy/bootstrap.py" --base "$2" --tenant bench \
     --admin-token-file "$OUT/admin-token" --save "$OUT/$1.connection.json" 2>>"$OUT/$1.bootstrap.log"
   SCIM_URL="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$OUT/$1.connection.json")"
   SCIM_TOKEN="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$OUT/$1.connection.json")"
@@ -521,24 +529,120 @@ if want spin; then
   stop "$DEV_PID"
 fi
 
-if want peer; then
-  say "target: peer (scim2-server $SCIM2_SERVER_VERSION, in-memory)"
+# ---- the real Spin CLI 4.0.2 (SPIN_BIN, `spin` on PATH, or ../shared/bin/spin) on SQLite and Redis --
+SPIN_CLI="${SPIN_BIN:-$(command -v spin || true)}"
+[[ -z "$SPIN_CLI" && -x "$ROOT/../shared/bin/spin" ]] && SPIN_CLI="$(cd "$ROOT/../shared/bin" && pwd)/spin"
+REDIS_BIN="$(command -v redis-server || true)"
+wait_port() { # port seconds pid: until something accepts connections on 127.0.0.1:port
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    kill -0 "$3" 2>/dev/null || return 1
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+start_spin() { # name [runtime-config] -> SPIN_PID SPIN_PORT: `spin up` of the project's spin.toml on the bench's component
+  local rc=()
+  [[ -n "${2:-}" ]] && rc=(--runtime-config-file "$2")
+  SPIN_PORT="$(free_port)"
+  sed "s|^source = .*|source = \"$SPIN_WASM\"|" "$ROOT/spin.toml" >"$OUT/$1.spin.toml"
+  SPIN_VARIABLE_ADMIN_TOKEN_SHA256="$ADMIN_SHA" SPIN_VARIABLE_CONFIG='{"rateLimit":null}' \
+    "$SPIN_CLI" up --from "$OUT/$1.spin.toml" --listen "127.0.0.1:$SPIN_PORT" --state-dir "$OUT/$1.spin-state" \
+    "${rc[@]}" >"$OUT/$1.spin.log" 2>&1 &
+  SPIN_PID=$!
+  PIDS+=("$SPIN_PID")
+  wait_port "$SPIN_PORT" 120 "$SPIN_PID" || die "$1: spin up did not listen; see $OUT/$1.spin.log"
+  # `spin up` serves from a child process (`spin trigger http`): its CPU is the server's.
+  SPIN_PIDS="$SPIN_PID $(pgrep -P "$SPIN_PID" | tr '\n' ' ')"
+}
+stop_spin() { # pid: spin up and its trigger process
+  local child
+  for child in $(pgrep -P "$1"); do kill "$child" 2>/dev/null || true; done
+  stop "$1"
+}
+start_redis() { # name -> REDIS_PID REDIS_CONFIG (a runtime config: spin/runtime-config-redis.toml on it)
+  local port
+  port="$(free_port)"
+  mkdir -p "$OUT/$1.redis"
+  # Durable as Redis is commonly run for data: append-only file, fsync once a second.
+  "$REDIS_BIN" --port "$port" --bind 127.0.0.1 --dir "$OUT/$1.redis" --save "" --appendonly yes \
+    --appendfsync everysec >"$OUT/$1.redis.log" 2>&1 &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  wait_port "$port" 30 "$REDIS_PID" || die "$1: redis-server did not start; see $OUT/$1.redis.log"
+  REDIS_CONFIG="$OUT/$1.runtime-config.toml"
+  sed "s|redis://127.0.0.1:6379|redis://127.0.0.1:$port|" "$ROOT/spin/runtime-config-redis.toml" >"$REDIS_CONFIG"
+}
+real_spin_ready() { # target -> 0 when the real Spin (and for Redis targets redis-server) is here
+  if [[ -z "$SPIN_CLI" ]]; then say "$1: skipped: no Spin CLI (SPIN_BIN, spin on PATH, ../shared/bin/spin)"; return 1; fi
+  if [[ $1 == spin-redis* && -z "$REDIS_BIN" ]]; then say "$1: skipped: no redis-server"; return 1; fi
+}
+
+if want spin-real && real_spin_ready spin-real; then
+  say "target: spin-real (the real Spin CLI, spin up, SQLite key-value: Spin's default store)"
+  start_spin spin-real
+  SERVER_PIDS="$SPIN_PIDS" STORE_PIDS=""
+  connect_base spin-real "http://127.0.0.1:$SPIN_PORT"
+  scim_target spin-real "$SCIM_URL" "$SCIM_TOKEN"
+  stop_spin "$SPIN_PID"
+fi
+
+if want spin-redis && real_spin_ready spin-redis; then
+  say "target: spin-redis (the real Spin CLI, one spin up, key-value store on Redis)"
+  start_redis spin-redis
+  start_spin spin-redis "$REDIS_CONFIG"
+  SERVER_PIDS="$SPIN_PIDS" STORE_PIDS="$REDIS_PID"
+  connect_base spin-redis "http://127.0.0.1:$SPIN_PORT"
+  scim_target spin-redis "$SCIM_URL" "$SCIM_TOKEN"
+  stop_spin "$SPIN_PID"
+  stop "$REDIS_PID"
+fi
+
+if want spin-redis2 && real_spin_ready spin-redis2; then
+  say "target: spin-redis2 (the real Spin CLI, two spin up on one Redis; the load's connections alternate)"
+  start_redis spin-redis2
+  start_spin spin-redis2-a "$REDIS_CONFIG"
+  PID_A="$SPIN_PID" PORT_A="$SPIN_PORT" PIDS_A="$SPIN_PIDS"
+  start_spin spin-redis2-b "$REDIS_CONFIG"
+  SERVER_PIDS="$PIDS_A $SPIN_PIDS" STORE_PIDS="$REDIS_PID"
+  connect_base spin-redis2 "http://127.0.0.1:$PORT_A"
+  # wrk (single requests) goes to the first instance only.
+  scim_target spin-redis2 "$SCIM_URL" "$SCIM_TOKEN" --also-url "${SCIM_URL/:$PORT_A\//:$SPIN_PORT/}"
+  stop_spin "$SPIN_PID"
+  stop_spin "$PID_A"
+  stop "$REDIS_PID"
+fi
+
+# peer_target NAME COMMAND...: scim2-server started by COMMAND (+ --hostname --port --bearer-token).
+peer_target() {
+  local name="$1"
+  shift
   PEER_PORT="$(free_port)"
   PEER_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
-  "$PEER_VENV/bin/scim2-server" --hostname 127.0.0.1 --port "$PEER_PORT" --bearer-token "$PEER_TOKEN" \
-    >"$OUT/peer.server.log" 2>&1 &
+  "$@" --hostname 127.0.0.1 --port "$PEER_PORT" --bearer-token "$PEER_TOKEN" >"$OUT/$name.server.log" 2>&1 &
   PEER_PID=$!
   PIDS+=("$PEER_PID")
-  wait_log "$OUT/peer.server.log" "Serving SCIM" 60 "$PEER_PID" || die "peer: scim2-server did not start"
+  wait_log "$OUT/$name.server.log" "Serving SCIM" 60 "$PEER_PID" || die "$name: scim2-server did not start"
   PEER_URL="http://127.0.0.1:$PEER_PORT/v2"
   SERVER_PIDS="$PEER_PID" STORE_PIDS=""
   # scim2-server rejects two Entra-specific group forms with 400 (see BENCHMARKS.md): --dialect rfc.
-  load peer.lifecycle --url "$PEER_URL" --token "$PEER_TOKEN" --users "$USERS" --phases lifecycle \
-    --prefix life --dialect rfc || say "peer: the load tool reported errors (not fatal)"
-  load peer.lookup --url "$PEER_URL" --token "$PEER_TOKEN" --users 100 --reads "$PEER_READS" \
-    --phases create,lookup --prefix hot --dialect rfc || say "peer: the load tool reported errors (not fatal)"
-  wrk_run peer "$PEER_URL$FILTER_Q" "$PEER_TOKEN"
+  load "$name.lifecycle" --url "$PEER_URL" --token "$PEER_TOKEN" --users "$USERS" --phases lifecycle \
+    --prefix life --dialect rfc || say "$name: the load tool reported errors (not fatal)"
+  load "$name.lookup" --url "$PEER_URL" --token "$PEER_TOKEN" --users 100 --reads "$PEER_READS" \
+    --phases create,lookup --prefix hot --dialect rfc || say "$name: the load tool reported errors (not fatal)"
+  wrk_run "$name" "$PEER_URL$FILTER_Q" "$PEER_TOKEN"
   stop "$PEER_PID"
+}
+
+if want peer; then
+  say "target: peer (scim2-server $SCIM2_SERVER_VERSION, in-memory, under waitress $WAITRESS_VERSION: keep-alive, 8 threads)"
+  peer_target peer "$PEER_VENV/bin/python" "$ROOT/bench/peer_server.py" --threads 8 --
+fi
+
+if want peer-cli; then
+  say "target: peer-cli (scim2-server $SCIM2_SERVER_VERSION as its command runs it: wsgiref, HTTP/1.0)"
+  peer_target peer-cli "$PEER_VENV/bin/scim2-server"
 fi
 
 if want inprocess; then

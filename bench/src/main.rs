@@ -36,6 +36,8 @@ scim-edge-load: Entra ID's provisioning lifecycle against a SCIM base URL, per-p
 USAGE: scim-edge-load --url http://HOST:PORT/SCIM/BASE [options]
 
   --url URL            SCIM base URL (http only), e.g. http://127.0.0.1:10000/scim/v2/<connection>
+  --also-url URL       the same SCIM base on another instance (repeatable): the connections are
+                       spread over --url and these in turn (several Spin instances on one store)
   --token TOKEN        bearer token (default: $SCIM_EDGE_LOAD_TOKEN; none: no Authorization header)
   --concurrency N      concurrent workers, one keep-alive connection each (16)
   --threads N          client runtime threads (1: the client stays on one core)
@@ -69,6 +71,7 @@ USAGE: scim-edge-load --url http://HOST:PORT/SCIM/BASE [options]
 
 struct Args {
     url: String,
+    also_urls: Vec<String>,
     token: Option<String>,
     concurrency: usize,
     threads: usize,
@@ -103,6 +106,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut a = Args {
         url: String::new(),
+        also_urls: Vec::new(),
         token: std::env::var("SCIM_EDGE_LOAD_TOKEN").ok(),
         concurrency: 16,
         threads: 1,
@@ -130,6 +134,7 @@ fn parse_args() -> anyhow::Result<Args> {
         };
         match flag.as_str() {
             "--url" => a.url = value()?,
+            "--also-url" => a.also_urls.push(value()?),
             "--token" => a.token = Some(value()?),
             "--concurrency" => a.concurrency = num(value()?)?,
             "--threads" => a.threads = num(value()?)?,
@@ -221,7 +226,8 @@ struct Side {
     group_members: usize,
     page_start: usize,
     json: Option<PathBuf>,
-    target: Arc<Target>,
+    /// The instances serving this tenant; connection i goes to `targets[i % len]`.
+    targets: Vec<Arc<Target>>,
     workload: Arc<Workload>,
     conns: Vec<Conn>,
     results: Vec<PhaseResult>,
@@ -234,13 +240,17 @@ impl Side {
         args: &Args,
         label: String,
         url: &str,
+        also_urls: &[String],
         token: Option<&str>,
         seed: usize,
         group_members: usize,
         page_start: Option<usize>,
         json: Option<PathBuf>,
     ) -> anyhow::Result<Side> {
-        let target = Arc::new(Target::new(url, token, args.timeout).await?);
+        let mut targets = vec![Arc::new(Target::new(url, token, args.timeout).await?)];
+        for also in also_urls {
+            targets.push(Arc::new(Target::new(also, token, args.timeout).await?));
+        }
         let page_start = page_start.unwrap_or(if seed >= 1000 { seed - 999 } else { 1 });
         let floor_only = args.phases.iter().all(|p| *p == Phase::Floor);
         let workload = Arc::new(Workload::new(
@@ -252,7 +262,7 @@ impl Side {
             page_start,
             floor_only,
         ));
-        let conns = (0..args.concurrency).map(|_| Conn::new(target.clone())).collect();
+        let conns = (0..args.concurrency).filter_map(|i| pick(&targets, i)).map(Conn::new).collect();
         let (results, samples) = (Vec::new(), Vec::new());
         Ok(Side {
             label,
@@ -261,7 +271,7 @@ impl Side {
             group_members,
             page_start,
             json,
-            target,
+            targets,
             workload,
             conns,
             results,
@@ -284,7 +294,8 @@ impl Side {
         .await?;
         // A worker that died took its connection along.
         while back.len() < args.concurrency {
-            back.push(Conn::new(self.target.clone()));
+            let Some(target) = pick(&self.targets, back.len()) else { break };
+            back.push(Conn::new(target));
         }
         self.conns = back;
         self.samples.extend(errs);
@@ -320,8 +331,9 @@ impl Side {
         let reads = args.reads.unwrap_or(args.users);
         let label = if self.label.is_empty() { String::new() } else { format!("[{}] ", self.label) };
         println!(
-            "{label}{} concurrency={} threads={} users={} reads={reads} seed={} group-members={} prefix={} dialect={:?}",
+            "{label}{}{} concurrency={} threads={} users={} reads={reads} seed={} group-members={} prefix={} dialect={:?}",
             self.url,
+            if self.targets.len() > 1 { format!(" (+{} instances)", self.targets.len() - 1) } else { String::new() },
             args.concurrency,
             args.threads,
             args.users,
@@ -346,6 +358,7 @@ impl Side {
             let doc = json!({
                 "label": self.label,
                 "url": self.url,
+                "instances": self.targets.len(),
                 "concurrency": args.concurrency,
                 "threads": args.threads,
                 "users": args.users,
@@ -368,6 +381,11 @@ impl Side {
     }
 }
 
+/// The instance of connection `i`.
+fn pick(targets: &[Arc<Target>], i: usize) -> Option<Arc<Target>> {
+    targets.get(i % targets.len().max(1)).cloned()
+}
+
 /// Runs everything; returns the number of failed operations.
 async fn run(args: Args) -> anyhow::Result<u64> {
     let mut sides = vec![
@@ -375,6 +393,7 @@ async fn run(args: Args) -> anyhow::Result<u64> {
             &args,
             args.label.clone(),
             &args.url,
+            &args.also_urls,
             args.token.as_deref(),
             args.seed,
             args.group_members,
@@ -390,6 +409,7 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                 &args,
                 label,
                 &p.url,
+                &[],
                 p.token.as_deref(),
                 p.seed,
                 p.group_members,
