@@ -104,7 +104,8 @@ async fn fsck_passes_after_the_lifecycle_and_reports_damage() -> anyhow::Result<
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("not written by the Spin adapter"), "{text}");
 
-    // A claim whose key was never written (its creator died in between): an error.
+    // A claim whose key was never written (its creator died in between): garbage, since a
+    // create of the key takes it over 30 s after one first finds it so (plugin/spin/src/store.rs).
     conn.execute(
         "DELETE FROM spin_key_value WHERE store = 'default' AND key = ?1",
         rusqlite::params![ghost],
@@ -114,9 +115,9 @@ async fn fsck_passes_after_the_lifecycle_and_reports_damage() -> anyhow::Result<
         rusqlite::params![format!("claim/{ghost}"), 1i64.to_le_bytes().to_vec()],
     )?;
     let (code, text) = fsck(&db)?;
-    assert_eq!(code, 1, "{text}");
+    assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains(&format!("{ghost}: claimed for creation")) && text.contains("INCONSISTENT"),
+        text.contains(&format!("garbage: {ghost}: claimed for creation")) && text.contains("\nconsistent"),
         "{text}"
     );
 
